@@ -1,0 +1,128 @@
+"""Prometheus metrics of the predictors (names and labels: docs/contract.md).
+
+One process serves a pod (see README, "Metrics"), so the default registry
+is the whole truth and needs no multiprocess collector.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# Latencies of a small model on a CPU start well under a millisecond.
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+REQUESTS = Counter(
+    "modelplane_requests",
+    "Inference requests, by outcome (status is the HTTP code; gRPC codes are mapped).",
+    ["model_name", "model_version", "protocol", "status"],
+)
+REQUEST_DURATION = Histogram(
+    "modelplane_request_duration_seconds",
+    "Time from receiving an inference request to having its response encoded.",
+    ["model_name", "model_version", "protocol"],
+    buckets=LATENCY_BUCKETS,
+)
+STAGE_DURATION = Histogram(
+    "modelplane_request_stage_seconds",
+    "Time spent per request in each stage: queue, decode, inference, encode.",
+    ["model_name", "model_version", "stage"],
+    buckets=LATENCY_BUCKETS,
+)
+BATCH_SIZE = Histogram(
+    "modelplane_batch_size",
+    "Rows per batch run by the model (after dynamic batching).",
+    ["model_name", "model_version"],
+    buckets=BATCH_BUCKETS,
+)
+INFLIGHT = Gauge(
+    "modelplane_inflight_requests",
+    "Inference requests being handled now.",
+    ["model_name", "protocol"],
+)
+MODEL_READY = Gauge(
+    "modelplane_model_ready",
+    "1 when the model is loaded, verified and warmed up, else 0.",
+    ["model_name", "model_version"],
+)
+MODEL_LOAD_SECONDS = Gauge(
+    "modelplane_model_load_seconds",
+    "Seconds the last load of the model took (checksum, load, warm-up).",
+    ["model_name", "model_version"],
+)
+GPU_MEMORY_USED = Gauge(
+    "modelplane_gpu_memory_used_bytes", "GPU memory in use on the device.", ["device"]
+)
+GPU_MEMORY_TOTAL = Gauge(
+    "modelplane_gpu_memory_total_bytes", "GPU memory on the device.", ["device"]
+)
+
+
+@contextmanager
+def stage(model_name: str, version: str, name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        STAGE_DURATION.labels(model_name, version, name).observe(time.perf_counter() - start)
+
+
+def refresh_gpu_memory() -> None:
+    """Read GPU memory just before a scrape; a no-op without a CUDA device."""
+    try:
+        import torch
+    except ImportError:
+        return
+    if not torch.cuda.is_available():
+        return
+    for index in range(torch.cuda.device_count()):
+        free, total = torch.cuda.mem_get_info(index)
+        GPU_MEMORY_USED.labels(f"cuda:{index}").set(total - free)
+        GPU_MEMORY_TOTAL.labels(f"cuda:{index}").set(total)
+
+
+class RequestRecord:
+    """Outcome of one request; the protocol layer sets model and status."""
+
+    def __init__(self, protocol: str) -> None:
+        self.protocol = protocol
+        # A name that is not served is not a label value: random names
+        # would grow the series without bound.
+        self.model_name = "__unknown__"
+        self.model_version = ""
+        self.status = "200"
+        self._start = time.perf_counter()
+        self._inflight: Gauge | None = None
+
+    def served_by(self, model_name: str, model_version: str) -> None:
+        self.model_name, self.model_version = model_name, model_version
+        self._inflight = INFLIGHT.labels(model_name, self.protocol)
+        self._inflight.inc()
+
+    def finish(self) -> None:
+        if self._inflight is not None:
+            self._inflight.dec()
+        REQUESTS.labels(self.model_name, self.model_version, self.protocol, self.status).inc()
+        if self._inflight is not None:
+            REQUEST_DURATION.labels(self.model_name, self.model_version, self.protocol).observe(
+                time.perf_counter() - self._start
+            )

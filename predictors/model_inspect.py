@@ -1,0 +1,170 @@
+"""Derive a model's V2 inputs and outputs from the file a user brings.
+
+ONNX files describe their own tensors. TorchScript files do not, so the
+user states input shapes and datatypes and a trial run tells the outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from predictors.metadata import NUMPY_TO_V2, V2_TO_NUMPY, ModelMetadata, TensorSpec
+
+
+class InspectError(ValueError):
+    """The file is not a model that modelplane can serve; the message says why."""
+
+
+@dataclass(frozen=True)
+class TorchInput:
+    name: str
+    datatype: str
+    shape: tuple[int, ...]  # -1 on the batch axis
+
+
+def detect_format(path: Path) -> str:
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    # TorchScript archives are zip files; ONNX is a protobuf.
+    return "torchscript" if head.startswith(b"PK") else "onnx"
+
+
+def inspect_onnx(path: Path) -> tuple[list[TensorSpec], list[TensorSpec], dict[str, str]]:
+    import onnx
+    import onnxruntime as ort
+
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as exc:
+        raise InspectError(f"{path.name} is not a valid ONNX model: {exc}") from exc
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise InspectError(f"onnxruntime cannot load {path.name}: {exc}") from exc
+
+    def spec(arg: ort.NodeArg) -> TensorSpec:
+        datatype = _ORT_TYPES.get(arg.type)
+        if datatype is None:
+            raise InspectError(
+                f"tensor '{arg.name}' has type {arg.type}, which V2 serving here lacks"
+            )
+        shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in arg.shape)
+        return TensorSpec(arg.name, datatype, shape)
+
+    inputs = [spec(a) for a in session.get_inputs()]
+    outputs = [spec(a) for a in session.get_outputs()]
+    _trial_run_onnx(session, inputs)
+    versions = {
+        "onnx": onnx.__version__,
+        "onnxruntime": ort.__version__,
+        "opset": str(max(o.version for o in model.opset_import)),
+    }
+    return inputs, outputs, versions
+
+
+_ORT_TYPES = {
+    "tensor(float)": "FP32",
+    "tensor(double)": "FP64",
+    "tensor(float16)": "FP16",
+    "tensor(int8)": "INT8",
+    "tensor(int16)": "INT16",
+    "tensor(int32)": "INT32",
+    "tensor(int64)": "INT64",
+    "tensor(uint8)": "UINT8",
+    "tensor(uint16)": "UINT16",
+    "tensor(uint32)": "UINT32",
+    "tensor(uint64)": "UINT64",
+    "tensor(bool)": "BOOL",
+}
+
+
+def _trial_inputs(inputs: list[TensorSpec] | list[TorchInput], rows: int) -> dict[str, np.ndarray]:
+    return {
+        t.name: np.zeros([rows if d == -1 else d for d in t.shape], dtype=V2_TO_NUMPY[t.datatype])
+        for t in inputs
+    }
+
+
+def _trial_run_onnx(session: object, inputs: list[TensorSpec]) -> None:
+    try:
+        session.run(None, _trial_inputs(inputs, 2))  # type: ignore[attr-defined]
+    except Exception as exc:
+        raise InspectError(f"a trial run with zeros failed: {exc}") from exc
+
+
+def inspect_torchscript(
+    path: Path, torch_inputs: list[TorchInput], output_names: list[str]
+) -> tuple[list[TensorSpec], list[TensorSpec], dict[str, str]]:
+    import torch
+
+    if not torch_inputs:
+        raise InspectError(
+            "TorchScript files do not record their inputs: give --input-shape (and "
+            "--input-dtype, --input-name), e.g. --input-shape=-1,1,8,8"
+        )
+    try:
+        module = torch.jit.load(str(path), map_location="cpu").eval()
+    except Exception as exc:
+        raise InspectError(f"{path.name} is not a TorchScript model: {exc}") from exc
+    rows = 2
+    arrays = _trial_inputs(torch_inputs, rows)
+    try:
+        with torch.inference_mode():
+            result = module(*(torch.from_numpy(arrays[t.name]) for t in torch_inputs))
+    except Exception as exc:
+        raise InspectError(
+            f"a trial run with inputs {[list(t.shape) for t in torch_inputs]} failed: {exc}"
+        ) from exc
+    values = list(result) if isinstance(result, tuple | list) else [result]
+    if not all(isinstance(v, torch.Tensor) for v in values):
+        raise InspectError("the model must return a tensor or a tuple of tensors")
+    names = output_names or [f"output__{i}" for i in range(len(values))]
+    if len(names) != len(values):
+        raise InspectError(
+            f"the model returns {len(values)} outputs, {len(names)} names were given"
+        )
+    batched = any(d == -1 for t in torch_inputs for d in t.shape[:1])
+    outputs = []
+    for name, value in zip(names, values, strict=True):
+        array = value.detach().numpy()
+        shape = list(array.shape)
+        if batched and shape and shape[0] == rows:
+            shape[0] = -1
+        outputs.append(TensorSpec(name, NUMPY_TO_V2[array.dtype], tuple(shape)))
+    inputs = [TensorSpec(t.name, t.datatype, t.shape) for t in torch_inputs]
+    return inputs, outputs, {"torch": torch.__version__}
+
+
+def metadata_for(
+    path: Path,
+    fmt: str | None = None,
+    torch_inputs: list[TorchInput] | None = None,
+    output_names: list[str] | None = None,
+    labels: list[str] | None = None,
+) -> ModelMetadata:
+    if not path.is_file():
+        raise InspectError(f"{path} is not a file")
+    fmt = fmt or detect_format(path)
+    if fmt == "onnx":
+        inputs, outputs, versions = inspect_onnx(path)
+    elif fmt == "torchscript":
+        inputs, outputs, versions = inspect_torchscript(
+            path, torch_inputs or [], output_names or []
+        )
+    else:
+        raise InspectError(f"unknown format {fmt!r}: expected onnx or torchscript")
+    return ModelMetadata(
+        name="",
+        version="",
+        format=fmt,
+        inputs=inputs,
+        outputs=outputs,
+        files={},
+        labels=labels or [],
+        framework_versions=versions,
+        provenance={"imported_from": path.name, "by": "modelplane store add"},
+    )

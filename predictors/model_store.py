@@ -1,0 +1,149 @@
+"""The model store on disk: `<store>/<name>/<version>/{metadata.json, model file}`.
+
+Finds models, checks their checksums, and imports a user's own ONNX or
+TorchScript file (`modelplane store add`) without ever leaving a half-written
+model behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from predictors.metadata import FORMATS, METADATA_FILE, MetadataError, ModelMetadata
+
+NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+class StoreError(ValueError):
+    """A store operation was refused; the message says why."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def version_key(version: str) -> tuple[int, int | str]:
+    """Numeric versions sort numerically and after non-numeric ones."""
+    return (1, int(version)) if version.isdigit() else (0, version)
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    """One version of one model found on disk (metadata may still be bad)."""
+
+    name: str
+    version: str
+    path: Path
+
+    def metadata(self) -> ModelMetadata:
+        return ModelMetadata.read(self.path)
+
+
+def verify(path: Path, metadata: ModelMetadata) -> list[str]:
+    """Return the problems with the files of a model version; empty if none."""
+    problems = []
+    if metadata.model_file not in metadata.files:
+        problems.append(f"metadata.json lists no checksum for {metadata.model_file}")
+    for file_name, expected in metadata.files.items():
+        file_path = path / file_name
+        if not file_path.is_file():
+            problems.append(f"{file_name} is missing")
+            continue
+        actual = sha256_of(file_path)
+        if actual != expected:
+            problems.append(
+                f"{file_name} checksum mismatch: metadata says {expected[:12]}..., "
+                f"file has {actual[:12]}..."
+            )
+    return problems
+
+
+def discover(root: Path, names: list[str] | None = None) -> list[StoredModel]:
+    """Find model versions under root.
+
+    root may be a store (`<name>/<version>/`), one model (`<version>/`) or one
+    version (holds metadata.json): KServe mounts whichever the storageUri
+    points at as /mnt/models.
+    """
+    root = root.resolve()
+    if not root.is_dir():
+        raise StoreError(f"model store {root} is not a directory")
+    if (root / METADATA_FILE).is_file():
+        found = [_from_version_dir(root)]
+    elif any((child / METADATA_FILE).is_file() for child in root.iterdir() if child.is_dir()):
+        found = [_from_version_dir(child) for child in _version_dirs(root)]
+    else:
+        found = [
+            _from_version_dir(version_dir)
+            for model_dir in sorted(p for p in root.iterdir() if p.is_dir())
+            for version_dir in _version_dirs(model_dir)
+        ]
+    if names:
+        unknown = sorted(set(names) - {m.name for m in found})
+        if unknown:
+            raise StoreError(f"models not in {root}: {', '.join(unknown)}")
+        found = [m for m in found if m.name in names]
+    return found
+
+
+def _version_dirs(model_dir: Path) -> list[Path]:
+    dirs = [p for p in model_dir.iterdir() if p.is_dir() and (p / METADATA_FILE).is_file()]
+    return sorted(dirs, key=lambda p: version_key(p.name))
+
+
+def _from_version_dir(path: Path) -> StoredModel:
+    # Name and version come from metadata when it is readable, so a model
+    # mounted on its own at /mnt/models keeps its name; a broken metadata
+    # file still yields an entry (named after its folders) that reports why.
+    try:
+        meta = ModelMetadata.read(path)
+        return StoredModel(meta.name, meta.version, path)
+    except MetadataError:
+        return StoredModel(path.parent.name, path.name, path)
+
+
+def add_model(
+    store: Path,
+    name: str,
+    source: Path,
+    version: str | None,
+    metadata: ModelMetadata,
+) -> Path:
+    """Copy a validated model file into the store with its metadata.
+
+    Everything is written to a temporary folder inside the store and moved
+    into place in one rename, so a failure leaves the store as it was.
+    """
+    if not NAME_RE.match(name):
+        raise StoreError(
+            f"model name {name!r} must be lowercase letters, digits and '-' (a Kubernetes name)"
+        )
+    model_dir = store / name
+    if version is None:
+        existing = _version_dirs(model_dir) if model_dir.is_dir() else []
+        numeric = [int(p.name) for p in existing if p.name.isdigit()]
+        version = str(max(numeric, default=0) + 1)
+    target = model_dir / version
+    if target.exists():
+        raise StoreError(f"{name} version {version} already exists in {store}")
+    store.mkdir(parents=True, exist_ok=True)
+    file_name = FORMATS[metadata.format][0]
+    with tempfile.TemporaryDirectory(dir=store, prefix=".add-") as tmp:
+        staging = Path(tmp) / "version"
+        staging.mkdir()
+        shutil.copyfile(source, staging / file_name)
+        metadata.name, metadata.version = name, version
+        metadata.files = {file_name: sha256_of(staging / file_name)}
+        metadata.write(staging)
+        model_dir.mkdir(parents=True, exist_ok=True)
+        staging.rename(target)
+    return target

@@ -1,0 +1,1 @@
+"""The V2 Open Inference Protocol: wire formats (codecs) and servers (REST, gRPC)."""

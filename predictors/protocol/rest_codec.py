@@ -1,0 +1,155 @@
+"""V2 REST bodies: JSON, and JSON followed by binary tensors (binary data extension).
+
+Binary inputs become numpy views of the request bytes, and numbers in JSON
+are converted by numpy in one call, so no Python loop touches tensor elements.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+
+from predictors.errors import InvalidInput
+from predictors.metadata import NUMPY_TO_V2
+from predictors.protocol.tensors import (
+    InferenceRequest,
+    RequestedOutput,
+    RequestTensor,
+    check_shape,
+    from_buffer,
+    from_values,
+    numpy_dtype,
+)
+
+HEADER_LENGTH = "inference-header-content-length"
+JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+
+
+def decode(body: bytes, header_length: str | None, request_id: str = "") -> InferenceRequest:
+    """Decode a REST infer body; header_length is the Inference-Header-Content-Length value."""
+    json_length = len(body)
+    if header_length is not None:
+        try:
+            json_length = int(header_length)
+        except ValueError as exc:
+            raise InvalidInput(
+                f"Inference-Header-Content-Length must be an integer, got {header_length!r}"
+            ) from exc
+        if not 0 < json_length <= len(body):
+            raise InvalidInput(
+                f"Inference-Header-Content-Length {json_length} does not fit a body of "
+                f"{len(body)} bytes"
+            )
+    try:
+        doc = orjson.loads(body[:json_length])
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"request body is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise InvalidInput("request body must be a JSON object with an 'inputs' list")
+    raw_inputs = doc.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise InvalidInput("request must have a non-empty 'inputs' list")
+
+    binary = memoryview(body)[json_length:]
+    offset = 0
+    inputs = []
+    for position, item in enumerate(raw_inputs):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise InvalidInput(f"inputs[{position}] must be an object with a 'name' string")
+        name = item["name"]
+        dtype = numpy_dtype(name, item.get("datatype"))
+        datatype = item["datatype"].upper()
+        shape = check_shape(name, item.get("shape"))
+        parameters = item.get("parameters") or {}
+        if not isinstance(parameters, dict):
+            raise InvalidInput(f"input '{name}': parameters must be an object")
+        if "binary_data_size" in parameters:
+            size = parameters["binary_data_size"]
+            if not isinstance(size, int) or size < 0:
+                raise InvalidInput(
+                    f"input '{name}': binary_data_size must be a non-negative integer"
+                )
+            if offset + size > len(binary):
+                raise InvalidInput(
+                    f"input '{name}': binary_data_size {size} runs past the end of the body "
+                    f"({len(binary) - offset} bytes left)"
+                )
+            data = from_buffer(name, binary[offset : offset + size], dtype)
+            offset += size
+        elif "data" in item:
+            data = from_values(name, item["data"], datatype, dtype)
+        else:
+            raise InvalidInput(
+                f"input '{name}' has neither 'data' nor a binary_data_size parameter"
+            )
+        inputs.append(RequestTensor(name, datatype, shape, data))
+    if offset != len(binary):
+        raise InvalidInput(
+            f"{len(binary) - offset} bytes after the JSON header belong to no input "
+            "(check binary_data_size and Inference-Header-Content-Length)"
+        )
+
+    outputs = None
+    if doc.get("outputs") is not None:
+        if not isinstance(doc["outputs"], list):
+            raise InvalidInput("'outputs' must be a list")
+        outputs = [_requested_output(o) for o in doc["outputs"]]
+    parameters = doc.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise InvalidInput("request parameters must be an object")
+    return InferenceRequest(
+        id=str(doc.get("id", request_id)),
+        inputs=inputs,
+        outputs=outputs,
+        binary_output=bool(parameters.get("binary_data_output", False)),
+        parameters=parameters,
+    )
+
+
+def _requested_output(raw: Any) -> RequestedOutput:
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        raise InvalidInput("each requested output must be an object with a 'name' string")
+    parameters = raw.get("parameters") or {}
+    binary = parameters.get("binary_data") if isinstance(parameters, dict) else None
+    return RequestedOutput(raw["name"], None if binary is None else bool(binary))
+
+
+def encode(
+    model_name: str,
+    model_version: str,
+    request: InferenceRequest,
+    outputs: dict[str, np.ndarray],
+) -> tuple[bytes, int | None]:
+    """Response body, and the JSON length when binary outputs follow it."""
+    binary_for = {o.name: o.binary for o in request.outputs or []}
+    entries = []
+    chunks: list[bytes] = []
+    for name, array in outputs.items():
+        entry: dict[str, Any] = {
+            "name": name,
+            "datatype": NUMPY_TO_V2[array.dtype],
+            "shape": list(array.shape),
+        }
+        wants_binary = binary_for.get(name)
+        if wants_binary is None:
+            wants_binary = request.binary_output
+        if wants_binary:
+            raw = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False)
+            chunk = raw.tobytes()
+            entry["parameters"] = {"binary_data_size": len(chunk)}
+            chunks.append(chunk)
+        else:
+            entry["data"] = np.ascontiguousarray(array).reshape(-1)
+        entries.append(entry)
+    doc: dict[str, Any] = {
+        "model_name": model_name,
+        "model_version": model_version,
+        "id": request.id,
+        "outputs": entries,
+    }
+    header = orjson.dumps(doc, option=JSON_OPTIONS)
+    if not chunks:
+        return header, None
+    return b"".join([header, *chunks]), len(header)

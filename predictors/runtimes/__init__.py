@@ -1,0 +1,59 @@
+"""Runtimes: the one format-specific piece of a predictor.
+
+Everything else (decode, validate, batch, encode, metrics) is shared in
+model.py; a runtime only loads a file and turns named numpy arrays into
+named numpy arrays.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from predictors.metadata import ModelMetadata
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    # "auto" takes a GPU when the runtime can use one, else the CPU.
+    device: str = "auto"
+    # 0 = as many threads as CPUs this process may use (a 2-core pod gets 2).
+    intra_op_threads: int = 0
+    # ONNX on CUDA only: run in half precision where the graph allows it.
+    fp16: bool = False
+
+
+class Runtime(ABC):
+    """A loaded model that runs batches."""
+
+    #: where it runs, e.g. "cpu" or "cuda:0"; shown in model metadata.
+    device: str
+
+    @abstractmethod
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one batch. Called from worker threads, never on the event loop."""
+
+
+def load_runtime(path: Path, metadata: ModelMetadata, options: RuntimeOptions) -> Runtime:
+    model_file = path / metadata.model_file
+    if metadata.format == "onnx":
+        from predictors.runtimes.onnx_runtime import OnnxRuntime
+
+        return OnnxRuntime(model_file, metadata, options)
+    if metadata.format == "torchscript":
+        from predictors.runtimes.torch_runtime import TorchScriptRuntime
+
+        return TorchScriptRuntime(model_file, metadata, options)
+    raise ValueError(f"no runtime for format {metadata.format!r}")
+
+
+def available_cpus() -> int:
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)

@@ -1,0 +1,58 @@
+"""TorchScript models on torch: cuda when available, else CPU."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from predictors.metadata import ModelMetadata
+from predictors.runtimes import Runtime, RuntimeOptions, available_cpus
+
+log = logging.getLogger(__name__)
+
+
+def choose_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("device cuda was asked for, but torch sees no CUDA device")
+    return torch.device(device)
+
+
+class TorchScriptRuntime(Runtime):
+    def __init__(self, model_file: Path, metadata: ModelMetadata, options: RuntimeOptions):
+        self._device = choose_device(options.device)
+        self.device = str(self._device)
+        if self._device.type == "cpu":
+            torch.set_num_threads(options.intra_op_threads or available_cpus())
+        self.module = torch.jit.load(str(model_file), map_location=self._device).eval()
+        self._input_names = [t.name for t in metadata.inputs]
+        self._output_names = [t.name for t in metadata.outputs]
+        log.info("torchscript model %s on %s", metadata.name, self.device)
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # Arrays decoded from request bytes are read-only views; torch needs
+        # writable memory, so those (and only those) are copied.
+        tensors = [
+            torch.from_numpy(a if a.flags.writeable else a.copy()).to(self._device)
+            for a in (inputs[n] for n in self._input_names)
+        ]
+        with torch.inference_mode():
+            result = self.module(*tensors)
+        if isinstance(result, dict):
+            values = [result[n] for n in self._output_names]
+        elif isinstance(result, (tuple, list)):
+            values = list(result)
+        else:
+            values = [result]
+        if len(values) != len(self._output_names):
+            raise RuntimeError(
+                f"model returned {len(values)} outputs, metadata.json declares "
+                f"{len(self._output_names)}"
+            )
+        return {
+            n: v.detach().cpu().numpy() for n, v in zip(self._output_names, values, strict=True)
+        }

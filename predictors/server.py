@@ -1,0 +1,128 @@
+"""`modelplane serve`: V2 over HTTP and gRPC for every model in a store.
+
+A kserve.ModelServer whose servers listen on a chosen host, open at once
+(models load in the background; readiness says when each is ready), serve
+`/versions/{v}`, and drain in-flight requests on SIGTERM before exiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+
+import kserve
+import prometheus_client
+import uvicorn
+
+from predictors.model import ModelplaneModel
+from predictors.model_store import StoreError, discover
+from predictors.protocol.grpc_server import create_grpc_server
+from predictors.protocol.rest import DrainFlag, create_app
+from predictors.repository import ModelRegistry
+from predictors.settings import ServeSettings
+
+log = logging.getLogger(__name__)
+
+
+class _Uvicorn(uvicorn.Server):
+    """Uvicorn without its own signal handlers: the model server drains both protocols."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def build_models(settings: ServeSettings) -> list[ModelplaneModel]:
+    stored = discover(settings.model_store, settings.models)
+    if not stored:
+        raise StoreError(f"no models found in {settings.model_store}")
+    if settings.model_name:
+        names = {m.name for m in stored}
+        if len(names) != 1:
+            raise StoreError(
+                f"--model_name {settings.model_name} needs exactly one model in "
+                f"{settings.model_store}, found {', '.join(sorted(names))} (use --models)"
+            )
+    return [
+        ModelplaneModel(s, settings.runtime, settings.model_name, settings.batching) for s in stored
+    ]
+
+
+class ModelplaneServer(kserve.ModelServer):
+    def __init__(self, settings: ServeSettings, models: list[ModelplaneModel]) -> None:
+        if settings.workers != 1:
+            # One process per pod: inference already runs off the event loop
+            # in threads, metrics stay exact without a multiprocess registry,
+            # and the model is in memory once. Scale with replicas instead.
+            raise ValueError("--workers must be 1: run more replicas to scale (see README)")
+        self.registry = ModelRegistry(models)
+        super().__init__(
+            http_port=settings.http_port,
+            grpc_port=settings.grpc_port,
+            workers=1,
+            registered_models=self.registry,
+            enable_grpc=settings.enable_grpc,
+            grace_period=int(settings.grace_period),
+        )
+        self.settings = settings
+        self.draining = DrainFlag()
+        self._stop = asyncio.Event()
+
+    def start(self, models: list[kserve.Model] | None = None) -> None:
+        # `_created` samples double the series and no dashboard reads them.
+        prometheus_client.disable_created_metrics()
+        asyncio.run(self.serve())
+
+    def stop(self, sig: int) -> None:
+        log.info("received %s: draining in-flight requests", signal.Signals(sig).name)
+        self.draining.set()
+        self._stop.set()
+
+    async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop, sig)
+        s = self.settings
+        http = _Uvicorn(
+            uvicorn.Config(
+                create_app(self.registry, self.draining),
+                host=s.host,
+                port=s.http_port,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                timeout_graceful_shutdown=int(s.grace_period),
+            )
+        )
+        grpc_server = None
+        if s.enable_grpc:
+            host = f"[{s.host}]" if ":" in s.host else s.host
+            grpc_server = create_grpc_server(self.registry, self.draining, f"{host}:{s.grpc_port}")
+            await grpc_server.start()
+            log.info("gRPC listening on %s:%d", s.host, s.grpc_port)
+        http_task = asyncio.create_task(http.serve(), name="http")
+        load_task = asyncio.create_task(self.registry.load_all(), name="load-models")
+        stop_task = asyncio.create_task(self._stop.wait())
+        await asyncio.wait({http_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        if http_task.done() and not self._stop.is_set():
+            # HTTP could not start (port taken, say): fail loudly, not half-up.
+            self.draining.set()
+            if grpc_server is not None:
+                await grpc_server.stop(0)
+            load_task.cancel()
+            http_task.result()
+            raise SystemExit("HTTP server stopped unexpectedly")
+
+        # Drain: both servers stop taking new requests and wait for the ones
+        # in flight (up to the grace period); batchers finish their queues.
+        http.should_exit = True
+        stops = [http_task]
+        if grpc_server is not None:
+            stops.append(asyncio.ensure_future(grpc_server.stop(s.grace_period)))
+        await asyncio.gather(*stops, return_exceptions=True)
+        load_task.cancel()
+        await self.registry.close()
+        log.info("stopped")

@@ -1,0 +1,158 @@
+"""Rendering and validation helpers shared by the chart tests.
+
+The chart is rendered by Helm's own engine (helm-python-sdk binds Helm's Go
+SDK), so what the tests see is what `helm template` / `helm install` produce.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import jsonschema
+import kubernetes_validate
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHART_DIR = REPO_ROOT / "charts" / "modelplane"
+EXAMPLES_DIR = CHART_DIR / "examples"
+MANIFESTS_DIR = REPO_ROOT / "manifests"
+RENDER_MANIFESTS = REPO_ROOT / "scripts" / "render-manifests"
+
+RELEASE = "modelplane"
+NAMESPACE = "modelplane"
+# The Kubernetes version the core objects are validated against: the newest
+# schema kubernetes-validate ships.
+KUBE_VERSION = kubernetes_validate.latest_version()
+
+KSERVE_GROUP = "serving.kserve.io"
+
+Manifest = dict[str, Any]
+
+
+def examples() -> list[Path]:
+    return sorted(EXAMPLES_DIR.glob("*.yaml"))
+
+
+def load_values(path: Path) -> dict[str, Any]:
+    values = yaml.safe_load(path.read_text())
+    return values or {}
+
+
+def install_dry_run(values: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A client-side dry-run install: the manifest stream and NOTES of `helm install`."""
+    config = helm.Config(storage_driver="memory", namespace=NAMESPACE)
+    try:
+        return config.install(
+            str(CHART_DIR), RELEASE, values or {}, namespace=NAMESPACE, dry_run="client"
+        )
+    finally:
+        config.close()
+
+
+def render(values: dict[str, Any] | None = None) -> str:
+    return str(install_dry_run(values)["manifest"])
+
+
+def parse(stream: str) -> list[Manifest]:
+    return [doc for doc in yaml.safe_load_all(stream) if doc]
+
+
+def kserve_crds_dir() -> Path | None:
+    """The KServe CRDs: $MODELPLANE_KSERVE_CRDS, else <repo>/../shared/kserve-crds."""
+    configured = os.environ.get("MODELPLANE_KSERVE_CRDS")
+    candidate = Path(configured) if configured else REPO_ROOT.parent / "shared" / "kserve-crds"
+    return candidate if candidate.is_dir() else None
+
+
+def _strict(schema: Any) -> Any:
+    """Reject unknown fields, as `kubectl apply --validate=strict` does.
+
+    The API server silently prunes fields a structural CRD schema does not
+    declare, so a misspelt key would vanish without an error; here it fails.
+    """
+    if isinstance(schema, dict):
+        schema = {k: _strict(v) for k, v in schema.items()}
+        if (
+            "properties" in schema
+            and "additionalProperties" not in schema
+            and not schema.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            schema["additionalProperties"] = False
+        return schema
+    if isinstance(schema, list):
+        return [_strict(v) for v in schema]
+    return schema
+
+
+@functools.cache
+def kserve_schemas(crds_dir: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """(apiVersion, kind) -> the CRD's openAPIV3Schema, made strict."""
+    schemas: dict[tuple[str, str], dict[str, Any]] = {}
+    for path in sorted(crds_dir.glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        group = crd["spec"]["group"]
+        kind = crd["spec"]["names"]["kind"]
+        for version in crd["spec"]["versions"]:
+            if version.get("served", True):
+                schema = copy.deepcopy(version["schema"]["openAPIV3Schema"])
+                schemas[(f"{group}/{version['name']}", kind)] = _strict(schema)
+    return schemas
+
+
+def validation_errors(obj: Manifest, crds_dir: Path) -> list[str]:
+    """Every schema violation of one rendered object, as readable strings."""
+    api_version, kind = obj.get("apiVersion", ""), obj.get("kind", "")
+    name = f"{kind}/{obj.get('metadata', {}).get('name')}"
+    if api_version.startswith(f"{KSERVE_GROUP}/"):
+        schema = kserve_schemas(crds_dir).get((api_version, kind))
+        if schema is None:
+            return [f"{name}: no KServe CRD serves {api_version} {kind}"]
+        validator = jsonschema.Draft7Validator(schema)
+        return [
+            f"{name}: {'/'.join(map(str, err.absolute_path)) or '<root>'}: {err.message}"
+            for err in validator.iter_errors(obj)
+        ]
+    try:
+        kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as err:
+        path = "/".join(map(str, err.path)) or "<root>"
+        return [f"{name}: {path}: {err.message}"]
+    except kubernetes_validate.SchemaNotFoundError:
+        return [f"{name}: Kubernetes {KUBE_VERSION} has no {api_version} {kind}"]
+    return []
+
+
+def by_kind(objects: list[Manifest], kind: str) -> list[Manifest]:
+    return [o for o in objects if o.get("kind") == kind]
+
+
+def named(objects: list[Manifest], kind: str, name: str) -> Manifest:
+    for obj in by_kind(objects, kind):
+        if obj["metadata"]["name"] == name:
+            return obj
+    raise LookupError(f"no {kind}/{name} in {[o['metadata']['name'] for o in objects]}")
+
+
+def runtime_for(objects: list[Manifest], isvc: Manifest) -> Manifest:
+    name = isvc["spec"]["predictor"]["model"]["runtime"]
+    for kind in ("ServingRuntime", "ClusterServingRuntime"):
+        for obj in by_kind(objects, kind):
+            if obj["metadata"]["name"] == name:
+                return obj
+    raise LookupError(f"runtime {name} of {isvc['metadata']['name']} is not rendered")
+
+
+def walk(value: Any) -> Iterator[Any]:
+    yield value
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from walk(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from walk(v)

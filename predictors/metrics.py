@@ -77,6 +77,16 @@ GPU_MEMORY_TOTAL = Gauge(
 )
 
 
+def declare_model_series(model_name: str, version: str) -> None:
+    """Create a ready model's series at zero, so dashboards and rates see it from the start."""
+    BATCH_SIZE.labels(model_name, version)
+    for name in ("queue", "decode", "inference", "encode"):
+        STAGE_DURATION.labels(model_name, version, name)
+    for protocol in ("http", "grpc"):
+        INFLIGHT.labels(model_name, protocol)
+        REQUESTS.labels(model_name, version, protocol, "200")
+
+
 @contextmanager
 def stage(model_name: str, version: str, name: str) -> Iterator[None]:
     start = time.perf_counter()

@@ -96,6 +96,7 @@ class ModelplaneModel(kserve.Model):
             )
         self.state, self.error, self.ready = ModelState.READY, None, True
         metrics.MODEL_READY.labels(self.name, self.version).set(1)
+        metrics.declare_model_series(self.name, self.version)
         log.info(
             "model %s version %s ready on %s in %.2fs (batching %s)",
             self.name,

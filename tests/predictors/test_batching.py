@@ -1,0 +1,117 @@
+"""Dynamic batching under concurrency: every caller gets exactly its own rows."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+
+import httpx
+import numpy as np
+import onnxruntime as ort
+import pytest
+import tritonclient.grpc.aio as grpcaio
+import tritonclient.http.aio as httpaio
+
+from tests.support import MODEL_STORE, Server, start_server
+
+CALLERS = 48
+
+
+@pytest.fixture(scope="module")
+def batching_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    # A queue delay makes batches form reliably even on a fast machine.
+    server = start_server(
+        MODEL_STORE,
+        tmp_path_factory.mktemp("batching"),
+        "--models",
+        "digits-onnx,digits-torch",
+        "--batching",
+        "on",
+        "--max_batch_size",
+        "16",
+        "--max_queue_delay_ms",
+        "20",
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def reference(x: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(str(MODEL_STORE / "digits-onnx" / "1" / "model.onnx"))
+    return session.run(None, {"image": x})[0]
+
+
+def caller_inputs() -> list[np.ndarray]:
+    rng = np.random.default_rng(42)
+    # Distinct inputs with distinct row counts, so a mix-up cannot go unseen.
+    return [rng.random((1 + i % 3, 1, 8, 8), dtype=np.float32) for i in range(CALLERS)]
+
+
+async def call_grpc(url: str, model: str, xs: list[np.ndarray]) -> list[np.ndarray]:
+    client = grpcaio.InferenceServerClient(url)
+    try:
+
+        async def one(x: np.ndarray) -> np.ndarray:
+            inp = grpcaio.InferInput("image", list(x.shape), "FP32")
+            inp.set_data_from_numpy(x)
+            return (await client.infer(model, [inp])).as_numpy("probabilities")
+
+        return await asyncio.gather(*(one(x) for x in xs))
+    finally:
+        await client.close()
+
+
+async def call_http(url: str, model: str, xs: list[np.ndarray]) -> list[np.ndarray]:
+    client = httpaio.InferenceServerClient(url)
+    try:
+
+        async def one(x: np.ndarray) -> np.ndarray:
+            inp = httpaio.InferInput("image", list(x.shape), "FP32")
+            inp.set_data_from_numpy(x, binary_data=True)
+            return (await client.infer(model, [inp])).as_numpy("probabilities")
+
+        return await asyncio.gather(*(one(x) for x in xs))
+    finally:
+        await client.close()
+
+
+def batch_stats(server: Server, model: str) -> tuple[float, float]:
+    text = httpx.get(f"http://{server.http_url}/metrics").text
+    labels = f'model_name="{model}",model_version="1"'
+    total = float(re.search(rf"modelplane_batch_size_sum{{{labels}}} (\S+)", text).group(1))
+    count = float(re.search(rf"modelplane_batch_size_count{{{labels}}} (\S+)", text).group(1))
+    return total, count
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+@pytest.mark.parametrize("model", ["digits-onnx", "digits-torch"])
+def test_concurrent_callers_get_their_own_rows(
+    batching_server: Server, protocol: str, model: str
+) -> None:
+    xs = caller_inputs()
+    rows_before, batches_before = batch_stats(batching_server, model)
+    if protocol == "grpc":
+        results = asyncio.run(call_grpc(batching_server.grpc_url, model, xs))
+    else:
+        results = asyncio.run(call_http(batching_server.http_url, model, xs))
+    for x, got in zip(xs, results, strict=True):
+        assert got.shape == (len(x), 10)
+        np.testing.assert_allclose(got, reference(x), atol=1e-4)
+    rows_after, batches_after = batch_stats(batching_server, model)
+    rows = rows_after - rows_before
+    batches = batches_after - batches_before
+    assert rows == sum(len(x) for x in xs)
+    # Requests really were merged: fewer model runs than requests.
+    assert batches < CALLERS
+
+
+def test_batching_settings_are_in_metadata(batching_server: Server) -> None:
+    meta = httpx.get(f"http://{batching_server.http_url}/v2/models/digits-onnx").json()
+    assert meta["parameters"]["batching"] == {
+        "enabled": True,
+        "max_batch_size": 16,
+        "max_queue_delay_ms": 20.0,
+    }

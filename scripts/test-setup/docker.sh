@@ -4,6 +4,8 @@
 # daemon under .work/images/dockerd, and a Python base image made locally with
 # debootstrap instead of pulled.
 #
+# Usage: scripts/test-setup/docker.sh [install|start|stop|status|base-image] [--dry-run]
+#
 #   scripts/test-setup/docker.sh [install]   apt-get install docker.io debootstrap shellcheck
 #   scripts/test-setup/docker.sh start       start the private dockerd; prints DOCKER_HOST=...
 #   scripts/test-setup/docker.sh stop        stop it (only the one started from this folder)
@@ -39,7 +41,7 @@ daemon_answers() {
 }
 
 cmd_install() {
-    local wanted=() pkg
+    local wanted=()
     has_tool dockerd || wanted+=(docker.io)
     has_tool debootstrap || wanted+=(debootstrap)
     has_tool shellcheck || wanted+=(shellcheck)
@@ -118,7 +120,7 @@ cmd_start() {
         printf 'DOCKER_HOST=unix://%s\n' "${SOCKET}"
         return 0
     fi
-    [ "$(id -u)" -eq 0 ] || die "dockerd needs root here (rootless Docker is not set up by this script)"
+    [ "$(id -u)" -eq 0 ] || is_dry_run || die "dockerd needs root here (rootless Docker is not set up by this script)"
     local driver="${DOCKERD_STORAGE_DRIVER:-overlay2}"
     if ! launch_dockerd "${driver}"; then
         cmd_stop >/dev/null 2>&1 || true

@@ -1,0 +1,293 @@
+"""Each script's dry run prints the commands a real run would execute.
+
+The scripts run for real here, with PATH cut down to a bare system (no kind,
+helm or docker), so the plan is the same on every machine and nothing can
+touch a cluster or an image.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.scripts.script_support import ENTRY_SCRIPTS, REPO, run_script
+
+PY = {"PYTHON": sys.executable}
+
+
+def pinned_torch() -> str:
+    match = re.search(r'"torch==([^"+;\s]+)', (REPO / "pyproject.toml").read_text())
+    assert match, "pyproject.toml pins torch"
+    return match.group(1)
+
+
+def chart_app_version() -> str:
+    match = re.search(
+        r'^appVersion:\s*"?([^"\s]+)"?', (REPO / "charts/modelplane/Chart.yaml").read_text(), re.M
+    )
+    assert match
+    return match.group(1)
+
+
+@pytest.mark.parametrize("script", ENTRY_SCRIPTS)
+def test_help_and_unknown_flag(script: str, tmp_path: Path) -> None:
+    helped = run_script(script, "--help", tmp=tmp_path, env=PY)
+    assert helped.returncode == 0, helped.stderr
+    assert "Usage:" in helped.stdout or "usage" in helped.stdout.lower()
+    bad = run_script(script, "--no-such-flag", tmp=tmp_path, env=PY)
+    assert bad.returncode != 0
+    assert "unknown argument: --no-such-flag" in bad.stderr
+
+
+def test_kind_up_plan_standard_mode(tmp_path: Path) -> None:
+    res = run_script("scripts/kind-up", "--dry-run", tmp=tmp_path)
+    assert res.returncode == 0, res.stderr
+    # A missing tool is named even in a dry run, with where to get it.
+    assert "'kind' is not installed" in res.stderr and "'helm' is not installed" in res.stderr
+    create = res.find("kind", "create", "cluster")
+    assert create[create.index("--name") + 1] == "mp-test-nowhere"
+    assert create[create.index("--config") + 1] == str(REPO / "kind/cluster.yaml")
+    cm = res.find("helm", "upgrade", "--install", "cert-manager")
+    assert cm[cm.index("--version") + 1] == "v1.17.0"
+    crd = res.find(
+        "helm", "upgrade", "--install", "kserve-crd", "oci://ghcr.io/kserve/charts/kserve-crd"
+    )
+    assert crd[crd.index("--version") + 1] == "v0.20.0"
+    kserve = res.find(
+        "helm", "upgrade", "--install", "kserve", "oci://ghcr.io/kserve/charts/kserve-resources"
+    )
+    assert kserve[kserve.index("--version") + 1] == "v0.20.0"
+    assert "kserve.controller.deploymentMode=Standard" in kserve
+    assert "kserve.controller.gateway.disableIngressCreation=true" in kserve
+    prom = res.find("helm", "upgrade", "--install", "prometheus", "kube-prometheus-stack")
+    assert prom[prom.index("--version") + 1] == "83.4.0"
+    assert "prometheus.prometheusSpec.podMonitorSelectorNilUsesHelmValues=false" in prom
+    # Every helm/kubectl command targets the kind cluster's context, never the current one.
+    for cmd in res.commands():
+        if Path(cmd[0]).name == "helm":
+            assert cmd[1:3] == ["--kube-context", "kind-mp-test-nowhere"], cmd
+    # Order: cluster, cert-manager (KServe's webhooks need it), KServe.
+    order = [" ".join(c) for c in res.commands()]
+    idx = [
+        next(i for i, c in enumerate(order) if key in c)
+        for key in ("create cluster", "cert-manager", "kserve-crd", "kserve-resources")
+    ]
+    assert idx == sorted(idx)
+    assert "knative" not in res.stdout.lower() and "keda" not in res.stdout
+
+
+def test_kind_up_optional_knative_keda_and_env_dry_run(tmp_path: Path) -> None:
+    res = run_script(
+        "scripts/kind-up",
+        "--knative",
+        "--keda",
+        "--no-monitoring",
+        tmp=tmp_path,
+        env={"DRY_RUN": "1"},
+    )
+    assert res.returncode == 0, res.stderr
+    op = res.find("helm", "upgrade", "--install", "knative-operator")
+    assert any("knative-v1.21.1/knative-operator-v1.21.1.tgz" in a for a in op)
+    res.find("kubectl", "apply", "-f", str(REPO / "kind/knative-serving.yaml"))
+    kserve = res.find(
+        "helm", "upgrade", "--install", "kserve", "oci://ghcr.io/kserve/charts/kserve-resources"
+    )
+    assert "kserve.controller.deploymentMode=Knative" in kserve
+    assert "kserve.controller.gateway.disableIngressCreation=true" not in kserve
+    keda = res.find("helm", "upgrade", "--install", "keda")
+    assert keda[keda.index("--version") + 1] == "2.18.0"
+    assert "kube-prometheus-stack" not in res.stdout
+    assert "knative-serving.yaml" in (REPO / "kind/knative-serving.yaml").name
+    assert 'version: "1.21.1"' in (REPO / "kind/knative-serving.yaml").read_text()
+
+
+def test_real_run_without_prerequisites_fails_naming_them(tmp_path: Path) -> None:
+    res = run_script("scripts/kind-up", tmp=tmp_path)
+    assert res.returncode != 0
+    for tool in ("docker", "kind", "helm"):
+        assert f"missing prerequisite: {tool}" in res.stderr, res.stderr
+    assert not res.commands(), "nothing may run before the prerequisites are there"
+    res = run_script("scripts/load-images", tmp=tmp_path)
+    assert res.returncode != 0 and "missing prerequisite: kind" in res.stderr
+
+
+def test_kind_down_plan(tmp_path: Path) -> None:
+    res = run_script("scripts/kind-down", "--dry-run", "--name", "other", tmp=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.find("kind", "delete", "cluster", "--name", "other")
+    assert len(res.commands()) == 1
+
+
+def test_build_images_offline_plan(tmp_path: Path) -> None:
+    res = run_script(
+        "scripts/build-images",
+        "--dry-run",
+        "--offline",
+        "--bake-models",
+        "--base-image",
+        "localhost/base:1",
+        "--network",
+        "none",
+        tmp=tmp_path,
+        env=PY,
+    )
+    assert res.returncode == 0, res.stderr
+    wheel = res.find("-m", "pip", "wheel", "--wheel-dir")
+    wheelhouse = wheel[wheel.index("--wheel-dir") + 1]
+    assert wheelhouse == str(REPO / ".work/images/wheelhouse")
+    build = res.find("docker", "build", "-f", str(REPO / "docker/Dockerfile"))
+    assert build[build.index("-t") + 1] == f"modelplane/predictor:{chart_app_version()}"
+    args = {build[i + 1] for i, a in enumerate(build) if a == "--build-arg"}
+    assert {
+        f"TORCH_VERSION={pinned_torch()}",
+        "PIP_OFFLINE=1",
+        "WHEELHOUSE=.work/images/wheelhouse",
+        "BASE_IMAGE=localhost/base:1",
+        "BAKE_MODELS=1",
+    } <= args
+    assert build[build.index("--network") + 1] == "none"
+    assert build[-1] == str(REPO), "the build context is the repository root"
+    assert "Dockerfile.gpu" not in res.stdout
+
+
+def test_build_images_gpu_plan_and_offline_refusal(tmp_path: Path) -> None:
+    res = run_script(
+        "scripts/build-images", "--dry-run", "--all", "--tag", "t1", tmp=tmp_path, env=PY
+    )
+    assert res.returncode == 0, res.stderr
+    res.find(
+        "docker", "build", "-f", str(REPO / "docker/Dockerfile"), "-t", "modelplane/predictor:t1"
+    )
+    gpu = res.find(
+        "docker",
+        "build",
+        "-f",
+        str(REPO / "docker/Dockerfile.gpu"),
+        "-t",
+        "modelplane/predictor-gpu:t1",
+    )
+    assert f"TORCH_VERSION={pinned_torch()}" in gpu
+    assert "pip" not in res.stdout, "no wheelhouse without --offline"
+    refused = run_script(
+        "scripts/build-images", "--dry-run", "--gpu", "--offline", tmp=tmp_path, env=PY
+    )
+    assert refused.returncode != 0 and "CPU image only" in refused.stderr
+
+
+def test_wheelhouse_requirements_pin_the_cpu_torch() -> None:
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, str(REPO / "scripts/lib/requirements.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert f"torch=={pinned_torch()}+cpu" in out
+    assert not any(r.startswith("torch==") and not r.endswith("+cpu") for r in out)
+    assert any(r.startswith("setuptools") for r in out), "build backend for the offline build"
+
+
+def test_load_images_plan(tmp_path: Path) -> None:
+    res = run_script("scripts/load-images", "-n", "--all", "--tag", "t2", tmp=tmp_path)
+    assert res.returncode == 0, res.stderr
+    res.find("kind", "load", "docker-image", "modelplane/predictor:t2", "--name", "mp-test-nowhere")
+    res.find("kind", "load", "docker-image", "modelplane/predictor-gpu:t2")
+
+
+def test_deploy_plan_loads_the_store_then_installs_and_waits(tmp_path: Path) -> None:
+    res = run_script("scripts/deploy", "--dry-run", "--tag", "t3", tmp=tmp_path, env=PY)
+    assert res.returncode == 0, res.stderr
+    assert (
+        "kind: PersistentVolumeClaim" in res.stdout and "name: modelplane-model-store" in res.stdout
+    )
+    cp = res.find(
+        "kubectl", "cp", str(REPO / "model-store") + "/.", "modelplane-store-loader:/store/"
+    )
+    assert cp
+    helm = res.find("helm", "upgrade", "--install", "modelplane", str(REPO / "charts/modelplane"))
+    assert helm[helm.index("-f") + 1] == str(
+        REPO / "charts/modelplane/examples/pvc-model-store.yaml"
+    )
+    for setting in (
+        "image.cpu.repository=modelplane/predictor",
+        "image.cpu.tag=t3",
+        "modelStore.pvc.create=false",
+    ):
+        assert setting in helm
+    assert helm[helm.index("--namespace") + 1] == "modelplane"
+    wait = res.find("kubectl", "wait", "--for=condition=Ready", "inferenceservice", "--all")
+    assert wait
+    text = res.stdout
+    assert text.index("kubectl") < text.index("cp ") < text.index("upgrade --install")
+
+
+def test_deploy_other_example_skips_the_store(tmp_path: Path) -> None:
+    res = run_script(
+        "scripts/deploy", "--dry-run", "--example", "cpu", "--no-wait", tmp=tmp_path, env=PY
+    )
+    assert res.returncode == 0, res.stderr
+    helm = res.find("helm", "upgrade", "--install")
+    assert helm[helm.index("-f") + 1] == str(REPO / "charts/modelplane/examples/cpu.yaml")
+    assert "store-loader" not in res.stdout and "inferenceservice" not in res.stdout
+    missing = run_script("scripts/deploy", "--dry-run", "--example", "nope", tmp=tmp_path, env=PY)
+    assert missing.returncode != 0 and "pvc-model-store.yaml" in missing.stderr
+
+
+def test_smoke_plan_port_forwards_both_ports(tmp_path: Path) -> None:
+    res = run_script("scripts/smoke", "--dry-run", "--model", "wine-onnx", tmp=tmp_path, env=PY)
+    assert res.returncode == 0, res.stderr
+    pf = res.find("kubectl", "port-forward")
+    assert "18080:8080" in pf and "18081:8081" in pf and "127.0.0.1" in pf
+    smoke = res.find(
+        str(REPO / "scripts/lib/v2_smoke.py"),
+        "--http",
+        "127.0.0.1:18080",
+        "--grpc",
+        "127.0.0.1:18081",
+        "--model",
+        "wine-onnx",
+    )
+    assert "python" in smoke[0]
+
+
+def test_smoke_fails_loudly_when_nothing_answers(tmp_path: Path) -> None:
+    import socket
+
+    # A port that was free a moment ago: nothing listens there.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    res = run_script(
+        "scripts/smoke",
+        "--http",
+        f"127.0.0.1:{port}",
+        "--grpc",
+        f"127.0.0.1:{port}",
+        "--timeout",
+        "2",
+        tmp=tmp_path,
+        env=PY,
+    )
+    assert res.returncode != 0
+    assert "FAIL:" in res.stderr and "not ready" in res.stderr
+
+
+def test_docker_setup_plan_uses_private_dirs(tmp_path: Path) -> None:
+    res = run_script(
+        "scripts/test-setup/docker.sh",
+        "--dry-run",
+        "start",
+        tmp=tmp_path,
+        env={"MODELPLANE_DOCKERD_DIR": str(tmp_path / "d")},
+    )
+    assert res.returncode == 0, res.stderr
+    cmd = res.find("dockerd", "--data-root")
+    assert cmd[cmd.index("--data-root") + 1] == str(tmp_path / "d/data")
+    assert cmd[cmd.index("--host") + 1] == f"unix://{tmp_path}/d/docker.sock"
+    assert cmd[cmd.index("--pidfile") + 1] == str(tmp_path / "d/dockerd.pid")
+    assert "--iptables=false" in cmd and cmd[cmd.index("--bridge") + 1] == "none"
+    assert not (tmp_path / "d").exists(), "a dry run creates nothing"

@@ -24,11 +24,12 @@ serve: setup
 		--http_port $(HTTP_PORT) --grpc_port $(GRPC_PORT)
 
 # Debian packages and side venvs the tests drive for real: Prometheus and
-# promtool, shellcheck, Docker and debootstrap, checkov.
+# promtool, shellcheck, Docker and debootstrap, checkov, Java for TorchServe.
 test-setup: setup
 	scripts/test-setup/prometheus.sh
 	scripts/test-setup/docker.sh install
 	scripts/test-setup/checkov.sh
+	scripts/test-setup/java.sh
 
 test: test-setup
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)

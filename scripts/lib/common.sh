@@ -164,3 +164,18 @@ common_flag() {
     esac
     return 1
 }
+
+# --- Debian packages ----------------------------------------------------------
+# apt_install PKG...: install with apt (through sudo when not root). Waits for
+# the dpkg lock, since other setup scripts may run apt at the same time, and
+# refreshes the package lists once if a fresh machine's lists lack a package.
+apt_install() {
+    local sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    local apt_opts=(-o DPkg::Lock::Timeout=600)
+    export DEBIAN_FRONTEND=noninteractive
+    if ! run "${sudo[@]}" apt-get install -y --no-install-recommends "${apt_opts[@]}" "$@"; then
+        run "${sudo[@]}" apt-get update "${apt_opts[@]}"
+        run "${sudo[@]}" apt-get install -y --no-install-recommends "${apt_opts[@]}" "$@"
+    fi
+}

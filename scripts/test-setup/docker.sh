@@ -49,16 +49,7 @@ cmd_install() {
         log "docker.io, debootstrap and shellcheck are installed"
         return 0
     fi
-    local sudo=()
-    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-    # Other setup scripts may run apt at the same time: wait for the lock.
-    local apt_opts=(-o DPkg::Lock::Timeout=600)
-    export DEBIAN_FRONTEND=noninteractive
-    if ! run "${sudo[@]}" apt-get install -y --no-install-recommends "${apt_opts[@]}" "${wanted[@]}"; then
-        # A fresh machine has an empty or stale package list.
-        run "${sudo[@]}" apt-get update "${apt_opts[@]}"
-        run "${sudo[@]}" apt-get install -y --no-install-recommends "${apt_opts[@]}" "${wanted[@]}"
-    fi
+    apt_install "${wanted[@]}"
 }
 
 # Unix sockets are limited to 108 bytes; containerd puts its own sockets a few

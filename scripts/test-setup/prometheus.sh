@@ -9,23 +9,12 @@ if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1;
     exit 0
 fi
 
-SUDO=()
-if [ "$(id -u)" -ne 0 ]; then
-    SUDO=(sudo)
-fi
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 
-# Other setup scripts may run apt concurrently: wait for the dpkg lock instead
-# of failing on it.
-APT_OPTS=(-o DPkg::Lock::Timeout=600)
-export DEBIAN_FRONTEND=noninteractive
-
-# --no-install-recommends: the server and promtool are all the tests need;
-# recommends would pull in node-exporter and friends.
-if ! "${SUDO[@]}" apt-get install -y --no-install-recommends "${APT_OPTS[@]}" prometheus; then
-    # A fresh machine has an empty or stale package list.
-    "${SUDO[@]}" apt-get update "${APT_OPTS[@]}"
-    "${SUDO[@]}" apt-get install -y --no-install-recommends "${APT_OPTS[@]}" prometheus
-fi
+# --no-install-recommends (in apt_install): the server and promtool are all the
+# tests need; recommends would pull in node-exporter and friends.
+apt_install prometheus
 
 # The Debian package starts a system-wide Prometheus via systemd where systemd
 # runs; the tests start their own on free loopback ports and do not need it.

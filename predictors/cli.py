@@ -43,6 +43,16 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (("list", "show the models in a store"), ("verify", "check checksums")):
         sub = store_commands.add_parser(name, help=text)
         sub.add_argument("--store", default="model-store")
+    _add_registry_commands(commands, store_commands)
+
+    bench = commands.add_parser(
+        "bench", help="load-test local servers (gRPC, HTTP) against the raw runtimes"
+    )
+    # bench.py imports only the standard library at module level; the load
+    # generator (tritonclient, rich, runtimes) is imported when the command runs.
+    from predictors.bench import add_bench_arguments
+
+    add_bench_arguments(bench)
     return parser
 
 
@@ -52,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     sys.argv = sys.argv[:1]
     if args.command == "serve":
         return _serve(args)
+    if args.command in ("train", "canary-values", "torchserve") or (
+        getattr(args, "store_command", None) == "import"
+    ):
+        return _registry_command(args)
+    if args.command == "bench":
+        return _bench(args)
     return {"build": _build, "add": _add, "list": _list, "verify": _verify}[args.store_command](
         args
     )
@@ -74,6 +90,13 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     server.start()
     return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    # Never imports kserve: its protobufs clash with tritonclient's (see bench.py).
+    from predictors.bench import run_bench
+
+    return run_bench(args)
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -174,6 +197,143 @@ def _verify(args: argparse.Namespace) -> int:
         bad += bool(problems)
         print(f"{stored.name}:{stored.version} {status}")
     return 1 if bad else 0
+
+
+def _add_registry_commands(
+    commands: argparse._SubParsersAction, store_commands: argparse._SubParsersAction
+) -> None:
+    """MLflow (train, store import, canary-values) and TorchServe packaging."""
+    tracking = {"help": "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else .work/mlflow)"}
+    train = commands.add_parser("train", help="train a bundled recipe, register it in MLflow")
+    train.add_argument("--family", choices=["digits", "wine"], default="wine")
+    train.add_argument("--alias", help="registry alias for the new version, e.g. champion")
+    train.add_argument("--registered-name", help="default: mlflow-<family>")
+    train.add_argument("--epochs", type=int, help="default: the bundled recipe's")
+    train.add_argument("--lr", type=float, help="default: the bundled recipe's")
+    train.add_argument("--experiment", default="modelplane")
+    train.add_argument("--tracking-uri", **tracking)
+
+    imp = store_commands.add_parser("import", help="export a registered MLflow model into a store")
+    imp.add_argument("uri", help="models:/NAME@ALIAS or models:/NAME/VERSION")
+    imp.add_argument("--store", default="model-store")
+    imp.add_argument(
+        "--format", choices=["onnx", "torchscript", "both"], default="both", help="default: both"
+    )
+    imp.add_argument("--name", help="store name prefix (default: the registered name)")
+    imp.add_argument("--tracking-uri", **tracking)
+
+    canary = commands.add_parser(
+        "canary-values", help="Helm values for a champion/challenger canary from MLflow aliases"
+    )
+    canary.add_argument("--model", required=True, help="registered model name")
+    canary.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    canary.add_argument("--percent", type=int, default=10, help="challenger traffic share")
+    canary.add_argument("--stage", choices=["canary", "champion", "promote"], default="canary")
+    canary.add_argument("--storage-uri-prefix", default="pvc://modelplane-model-store")
+    canary.add_argument("--champion-alias", default="champion")
+    canary.add_argument("--challenger-alias", default="challenger")
+    canary.add_argument("--name", help="store name prefix (default: the registered name)")
+    canary.add_argument("--store", type=Path, help="check that both versions were imported here")
+    canary.add_argument("--out", default="-", help="values file to write (default: stdout)")
+    canary.add_argument("--tracking-uri", **tracking)
+
+    ts = commands.add_parser("torchserve", help="TorchServe: package models as MAR archives")
+    ts_commands = ts.add_subparsers(dest="torchserve_command", required=True)
+    package = ts_commands.add_parser(
+        "package", help="write config/config.properties + model-store/*.mar (KServe's layout)"
+    )
+    package.add_argument("--store", default="model-store")
+    package.add_argument("--out", required=True, type=Path)
+    package.add_argument(
+        "--models", action="append", default=[], help="NAME or NAME:VERSION (repeat or a,b)"
+    )
+    package.add_argument("--served-name", help="TorchServe model name (one model only)")
+    package.add_argument("--model-store-path", default="/mnt/models/model-store")
+    package.add_argument("--force", action="store_true", help="replace a non-empty --out")
+
+
+def _registry_command(args: argparse.Namespace) -> int:
+    # mlflow and torch-model-archiver are optional extras: imported only here.
+    command = getattr(args, "store_command", None) if args.command == "store" else args.command
+    try:
+        if command == "torchserve":
+            from predictors.torchserve.package import PackageError, package
+
+            try:
+                models = [m for item in args.models for m in item.split(",") if m]
+                done = package(
+                    Path(args.store),
+                    args.out,
+                    models or None,
+                    args.served_name,
+                    args.model_store_path,
+                    args.force,
+                )
+            except PackageError as exc:
+                print(f"modelplane torchserve package: {exc}", file=sys.stderr)
+                return 2
+            for item in done:
+                print(f"{item.store_name}:{item.version} -> {item.mar} as {item.served_name}")
+            print(f"config: {args.out / 'config' / 'config.properties'}")
+            return 0
+        from predictors import mlflow_registry as registry
+    except ImportError as exc:
+        print(
+            f"modelplane {command}: {exc}; install the extras: "
+            "pip install -e '.[mlflow,torchserve]'",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        if command == "train":
+            trained = registry.train_and_register(
+                args.family,
+                args.alias,
+                args.registered_name,
+                args.epochs,
+                args.lr,
+                args.tracking_uri,
+                args.experiment,
+            )
+            alias = f" @{trained.alias}" if trained.alias else ""
+            print(
+                f"registered models:/{trained.registered_name}/{trained.version}{alias} "
+                f"(run {trained.run_id}) held-out accuracy "
+                f"{trained.metrics['heldout_accuracy']:.4f} in {trained.tracking_uri}"
+            )
+            return 0
+        if command == "import":
+            formats = ["onnx", "torchscript"] if args.format == "both" else [args.format]
+            for item in registry.import_model(
+                args.uri, Path(args.store), formats, args.name, args.tracking_uri
+            ):
+                state = "imported" if item.changed else "already in the store, unchanged"
+                print(f"{item.name}:{item.version} ({item.format}) {state}: {item.path}")
+            return 0
+        values, header = registry.canary_values(
+            args.model,
+            args.format,
+            args.percent,
+            args.stage,
+            args.storage_uri_prefix,
+            args.champion_alias,
+            args.challenger_alias,
+            args.name,
+            args.store,
+            args.tracking_uri,
+        )
+        text = registry.dump_values(values, header)
+        if args.out == "-":
+            print(text, end="")
+        else:
+            Path(args.out).write_text(text)
+            print(f"wrote {args.out}")
+        return 0
+    except registry.RegistryError as exc:
+        suffix = "; the store was not changed" if command == "import" else ""
+        label = "store import" if command == "import" else command
+        print(f"modelplane {label}: {exc}{suffix}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

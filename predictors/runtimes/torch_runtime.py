@@ -9,7 +9,11 @@ import numpy as np
 import torch
 
 from predictors.metadata import ModelMetadata
-from predictors.runtimes import Runtime, RuntimeOptions, available_cpus
+from predictors.runtimes import Runtime, RuntimeOptions
+
+# One thread policy for both runtimes (its docstring says why); it lives with
+# the ONNX runtime, which every install has too.
+from predictors.runtimes.onnx_runtime import intra_op_threads
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +31,9 @@ class TorchScriptRuntime(Runtime):
         self._device = choose_device(options.device)
         self.device = str(self._device)
         if self._device.type == "cpu":
-            torch.set_num_threads(options.intra_op_threads or available_cpus())
+            # Process-wide in torch: the last TorchScript model loaded sets it,
+            # and every model gets the same value from the same settings.
+            torch.set_num_threads(intra_op_threads(options.intra_op_threads))
         self.module = torch.jit.load(str(model_file), map_location=self._device).eval()
         self._input_names = [t.name for t in metadata.inputs]
         self._output_names = [t.name for t in metadata.outputs]

@@ -1,0 +1,1 @@
+"""TorchServe: a handler for modelplane's TorchScript models, and MAR packaging."""

@@ -6,12 +6,9 @@ delay) up to max_batch_size rows, runs the batch in a thread and hands each
 caller exactly its own rows back. With nothing else queued a request runs at
 once, so batching costs no latency at low load.
 
-Batches that take the model less than INLINE_RUN_SECONDS (measured, as a
-moving average) run on the event loop thread itself instead of a worker
-thread: the hand-off to a thread and back is two thread wake-ups, which cost
-more than a small model's whole run, and on a busy 2-core pod much more.
-Slower models keep the worker thread, so the loop stays free to take in the
-next requests (and so to form the next batch) while they run.
+Batches always run in the executor, never on the event loop: the loop keeps
+taking in (and decoding) the next requests while a batch runs, which is what
+lets the next batch form, and a slow batch can never stall health checks.
 """
 
 from __future__ import annotations
@@ -28,12 +25,6 @@ import numpy as np
 from predictors.metadata import BatchingConfig
 
 Arrays = dict[str, np.ndarray]
-
-# Above this a batch blocks the event loop for longer than a thread hand-off
-# costs even on a busy node; such models run in the executor.
-INLINE_RUN_SECONDS = 0.0005
-# Weight of the newest batch in the moving average of run time.
-RUN_TIME_SMOOTHING = 0.2
 
 
 @dataclass
@@ -59,13 +50,6 @@ class DynamicBatcher:
         self._queue: asyncio.Queue[_Pending] | None = None
         self._carry: _Pending | None = None
         self._worker: asyncio.Task[None] | None = None
-        # Moving average of seconds per batch; None until the first batch has
-        # run (in the executor, as nothing is known about the model yet).
-        self._run_seconds: float | None = None
-
-    @property
-    def runs_inline(self) -> bool:
-        return self._run_seconds is not None and self._run_seconds < INLINE_RUN_SECONDS
 
     async def submit(self, inputs: Arrays, rows: int) -> Arrays:
         if self._queue is None:
@@ -133,32 +117,17 @@ class DynamicBatcher:
                 name: np.concatenate([p.inputs[name] for p in batch]) for name in batch[0].inputs
             }
         rows = sum(p.rows for p in batch)
+        loop = asyncio.get_running_loop()
         try:
-            if self.runs_inline:
-                outputs, seconds = self._timed_run(merged, rows)
-            else:
-                loop = asyncio.get_running_loop()
-                outputs, seconds = await loop.run_in_executor(
-                    self._executor, self._timed_run, merged, rows
-                )
+            outputs = await loop.run_in_executor(self._executor, self._run, merged, rows)
         except Exception as exc:
             for pending in batch:
                 if not pending.future.done():
                     pending.future.set_exception(exc)
             return
-        if self._run_seconds is None:
-            self._run_seconds = seconds
-        else:
-            self._run_seconds += RUN_TIME_SMOOTHING * (seconds - self._run_seconds)
         start = 0
         for pending in batch:
             end = start + pending.rows
             if not pending.future.done():
                 pending.future.set_result({n: v[start:end] for n, v in outputs.items()})
             start = end
-
-    def _timed_run(self, inputs: Arrays, rows: int) -> tuple[Arrays, float]:
-        """The run and its duration, timed where it runs (no hand-off in the figure)."""
-        start = time.perf_counter()
-        outputs = self._run(inputs, rows)
-        return outputs, time.perf_counter() - start

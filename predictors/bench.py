@@ -26,20 +26,17 @@ import csv
 import json
 import os
 import platform
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from predictors.local_server import LocalServer, start_local_server
 
 if TYPE_CHECKING:
     import numpy as np
@@ -327,7 +324,7 @@ def raw_runner(
     model_dir: Path, meta: ModelMetadata, threads: int
 ) -> Callable[[dict[str, np.ndarray]], Any]:
     """A callable that runs one request on the bare runtime, set up like the server's."""
-    from predictors.runtimes import RuntimeOptions, available_cpus
+    from predictors.runtimes import RuntimeOptions, intra_op_threads
 
     options = RuntimeOptions(device="cpu", intra_op_threads=threads)
     if meta.format == "onnx":
@@ -346,7 +343,7 @@ def raw_runner(
     import torch
 
     # The server sets this once per process too (TorchScriptRuntime).
-    torch.set_num_threads(threads or available_cpus())
+    torch.set_num_threads(intra_op_threads(threads))
     module = torch.jit.load(str(model_dir / meta.model_file), map_location="cpu").eval()
     order = [t.name for t in meta.inputs]
 
@@ -399,123 +396,29 @@ def measure_raw(
 # -- the servers ---------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class LocalServer:
-    """A `modelplane serve` subprocess on loopback."""
-
-    process: subprocess.Popen[bytes]
-    http_port: int
-    grpc_port: int
-    log_path: Path
-    batching: str
-
-    @property
-    def http_url(self) -> str:
-        return f"127.0.0.1:{self.http_port}"
-
-    @property
-    def grpc_url(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    def log_tail(self, chars: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(SERVER_STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-
-
-def _serve_command(settings: BenchSettings, batching: str, http: int, grpc: int) -> list[str]:
-    command = [
-        sys.executable,
-        "-m",
-        "predictors.cli",
-        "serve",
-        "--model-store",
-        str(settings.model_store),
-        "--models",
-        ",".join(settings.models),
-        "--host",
-        "127.0.0.1",
-        "--http_port",
-        str(http),
-        "--grpc_port",
-        str(grpc),
-        "--device",
-        "cpu",
-        "--threads",
-        str(settings.threads),
-        "--batching",
-        batching,
-        "--log_level",
-        "WARNING",
-    ]
+def _serve_args(settings: BenchSettings, batching: str) -> list[str]:
+    args = [
+        "--models", ",".join(settings.models), "--device", "cpu",
+        "--threads", str(settings.threads), "--batching", batching, "--log_level", "WARNING",
+    ]  # fmt: skip
     if batching == "on":
-        command += [
-            "--max_batch_size",
-            str(settings.max_batch_size),
-            "--max_queue_delay_ms",
-            str(settings.max_queue_delay_ms),
-        ]
-    return command + settings.serve_args
+        args += [
+            "--max_batch_size", str(settings.max_batch_size),
+            "--max_queue_delay_ms", str(settings.max_queue_delay_ms),
+        ]  # fmt: skip
+    return args + settings.serve_args
 
 
 @contextmanager
 def local_server(settings: BenchSettings, batching: str, log_dir: Path) -> Iterator[LocalServer]:
-    http, grpc = free_port(), free_port()
-    log_path = log_dir / f"serve-batching-{batching}-{http}.log"
-    env = os.environ.copy()
-    # The subprocess imports this very predictors package, wherever it lives.
-    package_root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            _serve_command(settings, batching, http, grpc),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    server = LocalServer(process, http, grpc, log_path, batching)
+    # Not waited for here: both servers load their models at the same time.
+    server = start_local_server(
+        settings.model_store, log_dir, *_serve_args(settings, batching), wait=None
+    )
     try:
         yield server
     finally:
-        server.stop()
-
-
-def wait_ready(server: LocalServer, timeout: float = SERVER_START_TIMEOUT_S) -> None:
-    deadline = time.monotonic() + timeout
-    url = f"http://{server.http_url}/v2/health/ready"
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(
-                f"modelplane serve (batching {server.batching}) exited with "
-                f"{server.process.returncode}:\n{server.log_tail()}"
-            )
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(
-        f"modelplane serve (batching {server.batching}) was not ready within {timeout:.0f}s:\n"
-        f"{server.log_tail()}"
-    )
+        server.stop(SERVER_STOP_TIMEOUT_S)
 
 
 # -- load over the wire --------------------------------------------------------
@@ -707,7 +610,7 @@ def run(settings: BenchSettings, console: Any) -> dict[str, Any]:
         )
         task = progress.add_task("starting servers", total=len(served_cells) + len(raw_cells))
         for server in servers.values():
-            wait_ready(server)
+            server.wait("ready", SERVER_START_TIMEOUT_S)
 
         # Raw first, while nothing else runs in this process.
         for cell in raw_cells:

@@ -114,7 +114,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads",
         type=int,
         default=0,
-        help="intra-op threads per model (0: the CPUs this process may use)",
+        help="intra-op threads per model (0: all CPUs this process may use but one, at least 1)",
     )
     parser.add_argument("--fp16", action="store_true", help="ONNX on CUDA: half precision")
     parser.add_argument(

@@ -20,7 +20,7 @@ from predictors.metadata import ModelMetadata
 class RuntimeOptions:
     # "auto" takes a GPU when the runtime can use one, else the CPU.
     device: str = "auto"
-    # 0 = as many threads as CPUs this process may use (a 2-core pod gets 2).
+    # 0 = all CPUs this process may use but one (see intra_op_threads).
     intra_op_threads: int = 0
     # ONNX on CUDA only: run in half precision where the graph allows it.
     fp16: bool = False
@@ -57,3 +57,18 @@ def available_cpus() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def intra_op_threads(requested: int) -> int:
+    """Threads for one session: `--threads`, or all CPUs but one.
+
+    The server's event loop (HTTP and gRPC decode/encode, batching) runs in
+    this process too and is busy exactly when the model is. Leaving it a core
+    means the two run side by side; on a 2-core pod that is one thread for the
+    model, which is also what batch-1 requests to small models run fastest on
+    (splitting a 50 us op across threads costs more in wake-ups than it saves).
+    On a large node the model still gets all the other cores.
+    """
+    if requested > 0:
+        return requested
+    return max(1, available_cpus() - 1)

@@ -17,7 +17,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from predictors.metadata import ModelMetadata
-from predictors.runtimes import Runtime, RuntimeOptions, available_cpus
+from predictors.runtimes import Runtime, RuntimeOptions, available_cpus, intra_op_threads
 
 log = logging.getLogger(__name__)
 
@@ -57,21 +57,6 @@ FP16_BLOCKED_OPS = frozenset(
         "Multinomial",
     }
 )
-
-
-def intra_op_threads(requested: int) -> int:
-    """Threads for one session: `--threads`, or all CPUs but one.
-
-    The server's event loop (HTTP and gRPC decode/encode, batching) runs in
-    this process too and is busy exactly when the model is. Leaving it a core
-    means the two run side by side; on a 2-core pod that is one thread for the
-    model, which is also what batch-1 requests to small models run fastest on
-    (splitting a 50 us op across threads costs more in wake-ups than it saves).
-    On a large node the model still gets all the other cores.
-    """
-    if requested > 0:
-        return requested
-    return max(1, available_cpus() - 1)
 
 
 def choose_providers(device: str) -> list[str]:

@@ -9,11 +9,7 @@ import numpy as np
 import torch
 
 from predictors.metadata import ModelMetadata
-from predictors.runtimes import Runtime, RuntimeOptions
-
-# One thread policy for both runtimes (its docstring says why); it lives with
-# the ONNX runtime, which every install has too.
-from predictors.runtimes.onnx_runtime import intra_op_threads
+from predictors.runtimes import Runtime, RuntimeOptions, intra_op_threads
 
 log = logging.getLogger(__name__)
 

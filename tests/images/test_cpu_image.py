@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,17 +18,12 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
+from predictors.local_server import free_port
 from tests.images.conftest import REPO, Docker
 
 pytestmark = [pytest.mark.image, pytest.mark.timeout(1800)]
 
 MODELS = ["digits-onnx", "digits-torch", "wine-onnx", "wine-torch"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(

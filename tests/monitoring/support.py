@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from predictors.local_server import free_port as free_port  # shared with the other tests
 
 REPO = Path(__file__).resolve().parents[2]
 CONTRACT = REPO / "docs" / "contract.md"
@@ -36,12 +37,6 @@ def tool(name: str) -> str:
     if found is None:
         pytest.fail(f"{name} not found on PATH: {SETUP_HINT}")
     return found
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:

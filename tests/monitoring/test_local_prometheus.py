@@ -7,10 +7,8 @@ test_monitoring_integration.py, which starts its stack through it.
 from __future__ import annotations
 
 import shlex
-import shutil
 from pathlib import Path
 
-import pytest
 import yaml
 
 from tests.monitoring.support import LOCAL_PROMETHEUS, REPO, RULES, free_port, run, tool
@@ -54,14 +52,3 @@ def test_unknown_option_is_rejected() -> None:
     result = run(["bash", str(LOCAL_PROMETHEUS), "--no-such-option"])
     assert result.returncode == 2
     assert "unknown option" in result.stderr
-
-
-@pytest.mark.parametrize(
-    "script", ["scripts/local-prometheus", "scripts/test-setup/prometheus.sh"]
-)
-def test_shell_scripts_are_shellcheck_clean(script: str) -> None:
-    shellcheck = shutil.which("shellcheck")
-    if shellcheck is None:
-        pytest.skip("shellcheck not installed")
-    result = run([shellcheck, str(REPO / script)])
-    assert result.returncode == 0, result.stdout

@@ -16,8 +16,8 @@ import onnxruntime as ort
 import pytest
 
 from predictors.metadata import ModelMetadata
-from predictors.runtimes import RuntimeOptions, available_cpus
-from predictors.runtimes.onnx_runtime import OnnxRuntime, intra_op_threads, to_fp16
+from predictors.runtimes import RuntimeOptions, available_cpus, intra_op_threads
+from predictors.runtimes.onnx_runtime import OnnxRuntime, to_fp16
 from tests.support import MODEL_STORE, MODELPLANE
 
 MODEL = "wine-onnx"

@@ -12,18 +12,33 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts"
 
-# Every shell file of issue 5 (images, kind, skaffold): the shellcheck target.
-SHELL_FILES = [
+
+def _shell_files() -> list[str]:
+    """Every bash file of the repo: scripts/ (by shebang or .sh) and .ci/run."""
+    found = []
+    for path in sorted([*SCRIPTS.rglob("*"), REPO / ".ci" / "run"]):
+        if not path.is_file():
+            continue
+        with path.open("rb") as fh:
+            head = fh.readline()
+        if path.suffix == ".sh" or head.startswith(b"#!/usr/bin/env bash"):
+            found.append(str(path.relative_to(REPO)))
+    return found
+
+
+# The shellcheck target: every shell script, whichever part of modelplane it serves.
+SHELL_FILES = _shell_files()
+ENTRY_SCRIPTS = [f for f in SHELL_FILES if not f.endswith("common.sh")]
+# The kind workflow's scripts, which share --help, --dry-run and their messages.
+KIND_SCRIPTS = [
     "scripts/kind-up",
     "scripts/kind-down",
     "scripts/build-images",
     "scripts/load-images",
     "scripts/deploy",
     "scripts/smoke",
-    "scripts/lib/common.sh",
     "scripts/test-setup/docker.sh",
 ]
-ENTRY_SCRIPTS = [f for f in SHELL_FILES if not f.endswith("common.sh")]
 
 # What the scripts need from a bare system, and nothing of the cluster
 # toolchain: with PATH limited to these, a dry run prints the same plan on every

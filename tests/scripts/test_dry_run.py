@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.scripts.script_support import ENTRY_SCRIPTS, REPO, run_script
+from tests.scripts.script_support import KIND_SCRIPTS, REPO, run_script
 
 PY = {"PYTHON": sys.executable}
 
@@ -32,7 +32,7 @@ def chart_app_version() -> str:
     return match.group(1)
 
 
-@pytest.mark.parametrize("script", ENTRY_SCRIPTS)
+@pytest.mark.parametrize("script", KIND_SCRIPTS)
 def test_help_and_unknown_flag(script: str, tmp_path: Path) -> None:
     helped = run_script(script, "--help", tmp=tmp_path, env=PY)
     assert helped.returncode == 0, helped.stderr

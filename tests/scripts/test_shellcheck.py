@@ -1,4 +1,4 @@
-"""Every script of the kind/image workflow passes shellcheck and is strict bash."""
+"""Every shell script passes shellcheck, and the entry points are strict bash."""
 
 from __future__ import annotations
 

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from predictors.local_server import LocalServer, start_local_server
+from predictors.settings import add_batch_limit_arguments
 
 if TYPE_CHECKING:
     import numpy as np
@@ -91,18 +92,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         help="intra-op threads, for the servers and the raw runtimes alike "
-        "(0: the CPUs this process may use, as `modelplane serve` does)",
+        "(0: all CPUs but one, as `modelplane serve` does)",
     )
-    parser.add_argument(
-        "--max_batch_size", "--max-batch-size", dest="max_batch_size", type=int, default=32
-    )
-    parser.add_argument(
-        "--max_queue_delay_ms",
-        "--max-queue-delay-ms",
-        dest="max_queue_delay_ms",
-        type=float,
-        default=0.0,
-    )
+    add_batch_limit_arguments(parser)
     parser.add_argument(
         "--no-unbatched",
         dest="unbatched",

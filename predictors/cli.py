@@ -23,12 +23,18 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--store", default="model-store")
     build.add_argument("--only", choices=["digits", "wine"], action="append")
 
-    add = store_commands.add_parser("add", help="import your own ONNX or TorchScript file")
+    add = store_commands.add_parser(
+        "add", help="import your own ONNX, TorchScript or torch.export (.pt2) file"
+    )
     add.add_argument("--store", default="model-store")
     add.add_argument("--name", required=True)
     add.add_argument("--version")
-    add.add_argument("--format", choices=["onnx", "torchscript"], help="default: from the file")
-    add.add_argument("--input-name", action="append", default=[], help="TorchScript: per input")
+    add.add_argument(
+        "--format", choices=["onnx", "torchscript", "torch_export"], help="default: from the file"
+    )
+    add.add_argument(
+        "--input-name", action="append", default=[], help="TorchScript, torch.export: per input"
+    )
     add.add_argument(
         "--input-shape",
         action="append",
@@ -36,7 +42,9 @@ def _parser() -> argparse.ArgumentParser:
         help="TorchScript: per input, -1 for the batch axis, e.g. -1,1,8,8",
     )
     add.add_argument("--input-dtype", action="append", default=[], help="TorchScript: e.g. FP32")
-    add.add_argument("--output-name", action="append", default=[], help="TorchScript: per output")
+    add.add_argument(
+        "--output-name", action="append", default=[], help="TorchScript, torch.export: per output"
+    )
     add.add_argument("--labels", help="comma-separated class labels")
     add.add_argument("file", type=Path)
 
@@ -121,6 +129,7 @@ def _add(args: argparse.Namespace) -> int:
             torch_inputs,
             args.output_name,
             args.labels.split(",") if args.labels else None,
+            args.input_name,
         )
         target = add_model(Path(args.store), args.name, args.file, args.version, meta)
     except (InspectError, StoreError) as exc:

@@ -38,6 +38,7 @@ NUMPY_TO_V2: dict[np.dtype, str] = {v: k for k, v in V2_TO_NUMPY.items()}
 FORMATS: dict[str, tuple[str, str, str]] = {
     "onnx": ("model.onnx", "onnx", "onnxruntime_onnx"),
     "torchscript": ("model.pt", "pytorch", "pytorch_torchscript"),
+    "torch_export": ("model.pt2", "pytorch", "pytorch_torch_export"),
 }
 
 

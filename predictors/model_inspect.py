@@ -6,6 +6,7 @@ user states input shapes and datatypes and a trial run tells the outputs.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,8 +29,16 @@ class TorchInput:
 def detect_format(path: Path) -> str:
     with path.open("rb") as fh:
         head = fh.read(4)
-    # TorchScript archives are zip files; ONNX is a protobuf.
-    return "torchscript" if head.startswith(b"PK") else "onnx"
+    if not head.startswith(b"PK"):
+        return "onnx"  # a protobuf
+    # TorchScript and torch.export archives are both zip files; the latter
+    # carries an `archive_format` record.
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except zipfile.BadZipFile:
+        return "torchscript"  # torch's loader then says what is wrong
+    return "torch_export" if any(n.endswith("/archive_format") for n in names) else "torchscript"
 
 
 def inspect_onnx(path: Path) -> tuple[list[TensorSpec], list[TensorSpec], dict[str, str]]:
@@ -139,12 +148,51 @@ def inspect_torchscript(
     return inputs, outputs, {"torch": torch.__version__}
 
 
+def inspect_torch_export(
+    path: Path, input_names: list[str], output_names: list[str]
+) -> tuple[list[TensorSpec], list[TensorSpec], dict[str, str]]:
+    """A torch.export program records its tensors; dynamic dimensions become -1."""
+    import torch
+
+    try:
+        program = torch.export.load(str(path))
+    except Exception as exc:
+        raise InspectError(f"{path.name} is not a torch.export program: {exc}") from exc
+
+    def specs(values: list[object], names: list[str], kind: str) -> list[TensorSpec]:
+        if names and len(names) != len(values):
+            raise InspectError(f"the program has {len(values)} {kind}s, {len(names)} names given")
+        found = []
+        for index, (default, value) in enumerate(values):
+            shape = tuple(d if isinstance(d, int) else -1 for d in value.shape)
+            dtype = torch.empty(0, dtype=value.dtype).numpy().dtype
+            found.append(TensorSpec(names[index] if names else default, NUMPY_TO_V2[dtype], shape))
+        return found
+
+    nodes = {n.name: n for n in program.graph.nodes}
+    user_inputs = [(n, nodes[n].meta["val"]) for n in program.graph_signature.user_inputs]
+    output_node = next(n for n in program.graph.nodes if n.op == "output")
+    returned = output_node.args[0]
+    returned = returned if isinstance(returned, tuple | list) else (returned,)
+    user_outputs = [(str(n), n.meta["val"]) for n in returned]
+    inputs = specs(user_inputs, input_names, "input")
+    outputs = specs(user_outputs, output_names, "output")
+    try:
+        arrays = _trial_inputs(inputs, 2)
+        with torch.inference_mode():
+            program.module()(*(torch.from_numpy(arrays[t.name]) for t in inputs))
+    except Exception as exc:
+        raise InspectError(f"a trial run with zeros failed: {exc}") from exc
+    return inputs, outputs, {"torch": torch.__version__}
+
+
 def metadata_for(
     path: Path,
     fmt: str | None = None,
     torch_inputs: list[TorchInput] | None = None,
     output_names: list[str] | None = None,
     labels: list[str] | None = None,
+    input_names: list[str] | None = None,
 ) -> ModelMetadata:
     if not path.is_file():
         raise InspectError(f"{path} is not a file")
@@ -155,8 +203,12 @@ def metadata_for(
         inputs, outputs, versions = inspect_torchscript(
             path, torch_inputs or [], output_names or []
         )
+    elif fmt == "torch_export":
+        inputs, outputs, versions = inspect_torch_export(
+            path, input_names or [], output_names or []
+        )
     else:
-        raise InspectError(f"unknown format {fmt!r}: expected onnx or torchscript")
+        raise InspectError(f"unknown format {fmt!r}: expected onnx, torchscript or torch_export")
     return ModelMetadata(
         name="",
         version="",

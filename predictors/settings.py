@@ -123,6 +123,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         default="model",
         help="dynamic batching: as each model's metadata says, or on/off for all",
     )
+    add_batch_limit_arguments(parser)
+    parser.add_argument("--log_level", "--log-level", dest="log_level", default="INFO")
+
+
+def add_batch_limit_arguments(parser: argparse.ArgumentParser) -> None:
+    """The dynamic batch limits; `modelplane bench` passes them on to its servers."""
     parser.add_argument(
         "--max_batch_size",
         "--max-batch-size",
@@ -139,4 +145,3 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         help="wait this long for more requests (with --batching on)",
     )
-    parser.add_argument("--log_level", "--log-level", dest="log_level", default="INFO")

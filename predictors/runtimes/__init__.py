@@ -47,6 +47,10 @@ def load_runtime(path: Path, metadata: ModelMetadata, options: RuntimeOptions) -
         from predictors.runtimes.torch_runtime import TorchScriptRuntime
 
         return TorchScriptRuntime(model_file, metadata, options)
+    if metadata.format == "torch_export":
+        from predictors.runtimes.torch_runtime import TorchExportRuntime
+
+        return TorchExportRuntime(model_file, metadata, options)
     raise ValueError(f"no runtime for format {metadata.format!r}")
 
 

@@ -1,8 +1,13 @@
-"""TorchScript models on torch: cuda when available, else CPU."""
+"""Torch models (TorchScript and torch.export programs): cuda when available, else CPU.
+
+Both take tensors in metadata order and return a tensor or a tuple of them;
+only loading differs.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,18 +27,24 @@ def choose_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-class TorchScriptRuntime(Runtime):
+class TorchRuntime(Runtime):
+    kind = "torch"
+
     def __init__(self, model_file: Path, metadata: ModelMetadata, options: RuntimeOptions):
         self._device = choose_device(options.device)
         self.device = str(self._device)
         if self._device.type == "cpu":
-            # Process-wide in torch: the last TorchScript model loaded sets it,
+            # Process-wide in torch: the last Torch model loaded sets it,
             # and every model gets the same value from the same settings.
             torch.set_num_threads(intra_op_threads(options.intra_op_threads))
-        self.module = torch.jit.load(str(model_file), map_location=self._device).eval()
+        self.module = self.load_module(model_file, self._device)
         self._input_names = [t.name for t in metadata.inputs]
         self._output_names = [t.name for t in metadata.outputs]
-        log.info("torchscript model %s on %s", metadata.name, self.device)
+        log.info("%s model %s on %s", self.kind, metadata.name, self.device)
+
+    @staticmethod
+    def load_module(model_file: Path, device: torch.device) -> Callable[..., object]:
+        raise NotImplementedError
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         # Arrays decoded from request bytes are read-only views; torch needs
@@ -58,3 +69,22 @@ class TorchScriptRuntime(Runtime):
         return {
             n: v.detach().cpu().numpy() for n, v in zip(self._output_names, values, strict=True)
         }
+
+
+class TorchScriptRuntime(TorchRuntime):
+    kind = "torchscript"
+
+    @staticmethod
+    def load_module(model_file: Path, device: torch.device) -> Callable[..., object]:
+        return torch.jit.load(str(model_file), map_location=device).eval()
+
+
+class TorchExportRuntime(TorchRuntime):
+    """A torch.export program (.pt2): TorchScript's successor in torch 2.x."""
+
+    kind = "torch.export"
+
+    @staticmethod
+    def load_module(model_file: Path, device: torch.device) -> Callable[..., object]:
+        # The program was exported in eval mode; its module has no eval().
+        return torch.export.load(str(model_file)).module().to(device)

@@ -24,7 +24,7 @@ CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
     ),
     "unknown format": (
         {"models": [model(format="tensorflow")]},
-        ["/models/0/format", "'onnx', 'torchscript', 'pytorch'"],
+        ["/models/0/format", "'onnx', 'torchscript', 'torch_export', 'pytorch'"],
     ),
     "negative replicas": (
         {"models": [model(replicas=-1)]},

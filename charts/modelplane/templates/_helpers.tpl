@@ -36,7 +36,7 @@ app.kubernetes.io/part-of: modelplane
 {{- printf "%s:%s" $img.repository (default $root.Chart.AppVersion $img.tag) -}}
 {{- end -}}
 
-{{/* Store format -> runtime family: onnx -> onnx; torchscript, pytorch -> torch. */}}
+{{/* Store format -> runtime family: onnx -> onnx; torchscript, torch_export, pytorch -> torch. */}}
 {{- define "modelplane.family" -}}
 {{- if eq . "onnx" -}}onnx{{- else -}}torch{{- end -}}
 {{- end -}}

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
@@ -93,6 +94,13 @@ def export_onnx(model: nn.Module, example: torch.Tensor, input_name: str, path: 
         external_data=False,
         optimize=True,
     )
+    # The exporter records a stack trace per node, with this checkout's
+    # absolute paths: drop that metadata, so the file is the same from any
+    # checkout (and tells nothing about the machine that built it).
+    exported = onnx.load(str(path))
+    for node in exported.graph.node:
+        del node.metadata_props[:]
+    onnx.save(exported, str(path))
 
 
 def export_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> None:
@@ -113,7 +121,7 @@ def build_family(recipe: Recipe, out: Path, progress: Progress) -> list[ModelMet
 
     versions = {
         "torch": torch.__version__,
-        "onnx": __import__("onnx").__version__,
+        "onnx": onnx.__version__,
         "onnxruntime": ort.__version__,
         "scikit-learn": sklearn.__version__,
         "python": platform.python_version(),

@@ -7,9 +7,8 @@ is the whole truth and needs no multiprocess collector.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
+from kserve.metrics import PREDICT_HIST_TIME
 from prometheus_client import Counter, Gauge, Histogram
 
 # Latencies of a small model on a CPU start well under a millisecond.
@@ -77,23 +76,26 @@ GPU_MEMORY_TOTAL = Gauge(
 )
 
 
-def declare_model_series(model_name: str, version: str) -> None:
-    """Create a ready model's series at zero, so dashboards and rates see it from the start."""
-    BATCH_SIZE.labels(model_name, version)
-    for name in ("queue", "decode", "inference", "encode"):
-        STAGE_DURATION.labels(model_name, version, name)
-    for protocol in ("http", "grpc"):
-        INFLIGHT.labels(model_name, protocol)
-        REQUESTS.labels(model_name, version, protocol, "200")
+STAGES = ("queue", "decode", "inference", "encode")
+PROTOCOLS = ("http", "grpc")
 
 
-@contextmanager
-def stage(model_name: str, version: str, name: str) -> Iterator[None]:
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        STAGE_DURATION.labels(model_name, version, name).observe(time.perf_counter() - start)
+class ModelSeries:
+    """One model version's labelled series, looked up once rather than per request.
+
+    Creating them also starts each series at zero, so rates and dashboards see
+    a model before its first request.
+    """
+
+    def __init__(self, model_name: str, version: str) -> None:
+        self.stage = {name: STAGE_DURATION.labels(model_name, version, name) for name in STAGES}
+        self.batch_size = BATCH_SIZE.labels(model_name, version)
+        # KServe's own predict histogram, so its dashboards (grafana 17969) work too.
+        self.predict = PREDICT_HIST_TIME.labels(model_name=model_name)
+        self.inflight = {p: INFLIGHT.labels(model_name, p) for p in PROTOCOLS}
+        self.duration = {p: REQUEST_DURATION.labels(model_name, version, p) for p in PROTOCOLS}
+        for protocol in PROTOCOLS:
+            REQUESTS.labels(model_name, version, protocol, "200")
 
 
 def refresh_gpu_memory() -> None:
@@ -122,17 +124,16 @@ class RequestRecord:
         self.status = "200"
         self._start = time.perf_counter()
         self._inflight: Gauge | None = None
+        self._duration: Histogram | None = None
 
-    def served_by(self, model_name: str, model_version: str) -> None:
+    def served_by(self, model_name: str, model_version: str, series: ModelSeries) -> None:
         self.model_name, self.model_version = model_name, model_version
-        self._inflight = INFLIGHT.labels(model_name, self.protocol)
+        self._inflight = series.inflight[self.protocol]
+        self._duration = series.duration[self.protocol]
         self._inflight.inc()
 
     def finish(self) -> None:
-        if self._inflight is not None:
-            self._inflight.dec()
         REQUESTS.labels(self.model_name, self.model_version, self.protocol, self.status).inc()
         if self._inflight is not None:
-            REQUEST_DURATION.labels(self.model_name, self.model_version, self.protocol).observe(
-                time.perf_counter() - self._start
-            )
+            self._inflight.dec()
+            self._duration.observe(time.perf_counter() - self._start)

@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 
 import kserve
 import numpy as np
-from kserve.metrics import PREDICT_HIST_TIME
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from predictors import metrics
@@ -61,6 +60,7 @@ class ModelplaneModel(kserve.Model):
         self._batcher: DynamicBatcher | None = None
         self._executor: ThreadPoolExecutor | None = None
         metrics.MODEL_READY.labels(self.name, self.version).set(0)
+        self.series = metrics.ModelSeries(self.name, self.version)
 
     # -- loading -----------------------------------------------------------
 
@@ -93,11 +93,10 @@ class ModelplaneModel(kserve.Model):
                 self._run_batch,
                 self.batching,
                 self._executor,
-                metrics.STAGE_DURATION.labels(self.name, self.version, "queue").observe,
+                self.series.stage["queue"].observe,
             )
         self.state, self.error, self.ready = ModelState.READY, None, True
         metrics.MODEL_READY.labels(self.name, self.version).set(1)
-        metrics.declare_model_series(self.name, self.version)
         log.info(
             "model %s version %s ready on %s in %.2fs (batching %s)",
             self.name,
@@ -144,16 +143,14 @@ class ModelplaneModel(kserve.Model):
         """Run one request: the protocol gives decode and encode, the rest is shared."""
         if not self.ready or self.meta is None:
             raise ModelNotReady(self.name, self.error or f"state {self.state}")
-        labels = (self.name, self.version)
-        with metrics.stage(*labels, "decode"):
+        with self.series.stage["decode"].time():
             request = decode()
             inputs, rows = validate(request, self.meta)
-        # KServe's own predict histogram, so its dashboards (grafana 17969) work too.
-        with PREDICT_HIST_TIME.labels(model_name=self.name).time():
+        with self.series.predict.time():
             outputs = await self._infer(inputs, rows)
         if request.outputs:
             outputs = {o.name: outputs[o.name] for o in request.outputs}
-        with metrics.stage(*labels, "encode"):
+        with self.series.stage["encode"].time():
             return encode(request, outputs)
 
     async def _infer(self, inputs: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
@@ -164,8 +161,8 @@ class ModelplaneModel(kserve.Model):
 
     def _run_batch(self, inputs: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
         assert self.runtime is not None
-        metrics.BATCH_SIZE.labels(self.name, self.version).observe(rows)
-        with metrics.stage(self.name, self.version, "inference"):
+        self.series.batch_size.observe(rows)
+        with self.series.stage["inference"].time():
             return self.runtime.run(inputs)
 
     # -- KServe SDK entry point ---------------------------------------------

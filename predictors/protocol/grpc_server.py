@@ -67,7 +67,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         record = metrics.RequestRecord("grpc")
         try:
             model = self.registry.resolve(request.model_name, request.model_version)
-            record.served_by(model.name, model.version)
+            record.served_by(model.name, model.version, model.series)
             return await model.handle(
                 lambda: grpc_codec.decode(request),
                 lambda req, outputs: grpc_codec.encode(model.name, model.version, req, outputs),

@@ -82,7 +82,7 @@ def create_app(registry: ModelRegistry, draining: DrainFlag) -> FastAPI:
         record = metrics.RequestRecord("http")
         try:
             model = registry.resolve(name, version)
-            record.served_by(model.name, model.version)
+            record.served_by(model.name, model.version, model.series)
             body = await request.body()
             header_length = request.headers.get(rest_codec.HEADER_LENGTH)
             request_id = request.headers.get("x-request-id", "")

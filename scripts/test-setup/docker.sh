@@ -152,6 +152,14 @@ cmd_stop() {
         warn "dockerd ${pid} did not stop in 30 s; killing it"
         kill -KILL "${pid}" 2>/dev/null || true
     fi
+    # dockerd leaves its default network namespace mounted under exec-root;
+    # unmount it so the folder can be deleted like any other.
+    local ns
+    for ns in "$(exec_root)"/netns/*; do
+        if mountpoint -q "${ns}" 2>/dev/null; then
+            umount "${ns}" 2>/dev/null || warn "could not unmount ${ns}"
+        fi
+    done
     rm -f "${SOCKET}" "${PIDFILE}"
     log "dockerd stopped"
 }

@@ -162,14 +162,22 @@ def _torch_inputs(args: argparse.Namespace) -> list:
     return inputs
 
 
-def _list(args: argparse.Namespace) -> int:
-    from predictors.metadata import MetadataError
+def _discover(store: str, command: str) -> list | None:
+    """The store's models, or None after saying why there are none to show."""
     from predictors.model_store import StoreError, discover
 
     try:
-        found = discover(Path(args.store))
+        return discover(Path(store))
     except StoreError as exc:
-        print(f"modelplane store list: {exc}", file=sys.stderr)
+        print(f"modelplane store {command}: {exc}", file=sys.stderr)
+        return None
+
+
+def _list(args: argparse.Namespace) -> int:
+    from predictors.metadata import MetadataError
+
+    found = _discover(args.store, "list")
+    if found is None:
         return 2
     print(f"{'NAME':<20} {'VERSION':<8} {'FORMAT':<12} {'INPUTS':<28} ACCURACY")
     for stored in found:
@@ -189,12 +197,10 @@ def _list(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     from predictors.metadata import MetadataError
-    from predictors.model_store import StoreError, discover, verify
+    from predictors.model_store import verify
 
-    try:
-        found = discover(Path(args.store))
-    except StoreError as exc:
-        print(f"modelplane store verify: {exc}", file=sys.stderr)
+    found = _discover(args.store, "verify")
+    if found is None:
         return 2
     bad = 0
     for stored in found:

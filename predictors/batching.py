@@ -1,23 +1,31 @@
 """Dynamic batching: concurrent requests for one model run as one batch.
 
-A single worker takes the first waiting request, adds whatever else is
-already queued (and, if max_queue_delay_ms > 0, whatever arrives within that
-delay) up to max_batch_size rows, runs the batch in a thread and hands each
-caller exactly its own rows back. With nothing else queued a request runs at
-once, so batching costs no latency at low load.
+It works like a database's group commit. A caller that finds no batch running
+leads: it takes its own request and whatever else is queued (waiting up to
+max_queue_delay_ms for more, if that is set), up to max_batch_size rows, runs
+them as one batch and hands each caller exactly its own rows. Callers that
+arrive while a batch runs queue up, and the next batch takes them all at once.
 
-Batches always run in the executor, never on the event loop: the loop keeps
-taking in (and decoding) the next requests while a batch runs, which is what
-lets the next batch form, and a slow batch can never stall health checks.
+Why a leader rather than a batching thread: at low load a request then runs
+in the thread that received it, with no hand-off to another thread and back
+(on a small CPU each costs about as much as the model). Under load there is one
+hand-off per batch, not per request.
+
+gRPC handlers are threads, so they lead themselves. Callers on the event loop
+(HTTP) must never run a model there: they queue, and when no batch is running
+they start one on the batcher's executor. When a batch ends with callers
+waiting, the next batch also starts on the executor, so the leader's own
+response is not held up by other callers' batches.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,12 +35,16 @@ from predictors.metadata import BatchingConfig
 Arrays = dict[str, np.ndarray]
 
 
-@dataclass
+@dataclass(eq=False)
 class _Pending:
     inputs: Arrays
     rows: int
-    future: asyncio.Future[Arrays]
+    future: Future[Arrays] = field(default_factory=Future)
     enqueued: float = field(default_factory=time.perf_counter)
+
+    def fits_with(self, other: _Pending) -> bool:
+        """Rows can be stacked only if every tensor agrees beyond the batch axis."""
+        return all(a.shape[1:] == other.inputs[n].shape[1:] for n, a in self.inputs.items())
 
 
 class DynamicBatcher:
@@ -44,90 +56,110 @@ class DynamicBatcher:
         on_queue_wait: Callable[[float], None] = lambda seconds: None,
     ) -> None:
         self._run = run
-        self._config = config
+        self._limit = config.max_batch_size
+        self._delay = config.max_queue_delay_ms / 1000.0
         self._executor = executor
         self._on_queue_wait = on_queue_wait
-        self._queue: asyncio.Queue[_Pending] | None = None
-        self._carry: _Pending | None = None
-        self._worker: asyncio.Task[None] | None = None
+        self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
+        self._queue: deque[_Pending] = deque()
+        self._queued_rows = 0
+        # True from the moment a leader is chosen until its batch is done and
+        # the next one (if any) is handed on: at most one batch runs at a time.
+        self._leading = False
 
-    async def submit(self, inputs: Arrays, rows: int) -> Arrays:
-        if self._queue is None:
-            self._queue = asyncio.Queue()
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._work(), name="dynamic-batcher")
-        future: asyncio.Future[Arrays] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(inputs, rows, future))
-        return await future
+    def infer(self, inputs: Arrays, rows: int) -> Arrays:
+        """Blocking, for a worker thread: may run the batch in this thread."""
+        pending, lead = self._enqueue(inputs, rows)
+        if lead:
+            self._lead()
+        return pending.future.result()
 
-    async def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+    async def infer_async(self, inputs: Arrays, rows: int) -> Arrays:
+        """For the event loop: the batch always runs on the executor."""
+        pending, lead = self._enqueue(inputs, rows)
+        if lead:
+            self._lead_on_executor()
+        # Cancelling this (the client went away) cancels the pending future,
+        # and a batch that has not started yet leaves its rows out.
+        return await asyncio.wrap_future(pending.future)
 
-    async def _next(self, timeout: float | None) -> _Pending | None:
-        assert self._queue is not None
-        if self._carry is not None:
-            item, self._carry = self._carry, None
-            return item
+    def _enqueue(self, inputs: Arrays, rows: int) -> tuple[_Pending, bool]:
+        pending = _Pending(inputs, rows)
+        with self._lock:
+            self._queue.append(pending)
+            self._queued_rows += rows
+            lead = not self._leading
+            self._leading = True
+            self._arrived.notify()
+        return pending, lead
+
+    def _lead(self) -> None:
         try:
-            return self._queue.get_nowait()
-        except asyncio.QueueEmpty:
-            if timeout is None:
-                return await self._queue.get()
-            if timeout <= 0:
-                return None
-            try:
-                return await asyncio.wait_for(self._queue.get(), timeout)
-            except TimeoutError:
-                return None
+            self._run_batch(self._take_batch())
+        finally:
+            with self._lock:
+                more = bool(self._queue)
+                self._leading = more
+            if more:
+                self._lead_on_executor()
 
-    async def _work(self) -> None:
-        limit = self._config.max_batch_size
-        delay = self._config.max_queue_delay_ms / 1000.0
-        while True:
-            first = await self._next(None)
-            assert first is not None
-            batch, rows = [first], first.rows
-            deadline = time.perf_counter() + delay
-            while rows < limit:
-                item = await self._next(deadline - time.perf_counter())
-                if item is None:
-                    break
-                if rows + item.rows > limit:
-                    self._carry = item
-                    break
-                batch.append(item)
-                rows += item.rows
-            # Callers that gave up (client gone) need no rows computed.
-            batch = [p for p in batch if not p.future.done()]
-            if not batch:
-                continue
-            await self._run_batch(batch)
+    def _lead_on_executor(self) -> None:
+        try:
+            self._executor.submit(self._lead)
+        except RuntimeError as exc:  # the executor is shut down: the model is stopping
+            with self._lock:
+                stranded, self._queue = list(self._queue), deque()
+                self._queued_rows, self._leading = 0, False
+            for pending in stranded:
+                if pending.future.set_running_or_notify_cancel():
+                    pending.future.set_exception(RuntimeError(f"model stopped: {exc}"))
 
-    async def _run_batch(self, batch: list[_Pending]) -> None:
+    def _take_batch(self) -> list[_Pending]:
+        with self._lock:
+            if self._delay > 0:
+                deadline = time.perf_counter() + self._delay
+                while self._queued_rows < self._limit:
+                    remaining = deadline - time.perf_counter()
+                    if remaining <= 0:
+                        break
+                    self._arrived.wait(remaining)
+            # The first request always runs, even one larger than the limit.
+            batch = [self._queue.popleft()]
+            rows = batch[0].rows
+            while (
+                self._queue
+                and rows + self._queue[0].rows <= self._limit
+                and self._queue[0].fits_with(batch[0])
+            ):
+                batch.append(self._queue.popleft())
+                rows += batch[-1].rows
+            self._queued_rows -= rows
+        return batch
+
+    def _run_batch(self, batch: list[_Pending]) -> None:
         now = time.perf_counter()
+        # Callers that gave up (client gone) need no rows computed.
+        batch = [p for p in batch if p.future.set_running_or_notify_cancel()]
+        if not batch:
+            return
         for pending in batch:
             self._on_queue_wait(now - pending.enqueued)
-        if len(batch) == 1:
-            merged = batch[0].inputs
-        else:
-            merged = {
-                name: np.concatenate([p.inputs[name] for p in batch]) for name in batch[0].inputs
-            }
-        rows = sum(p.rows for p in batch)
-        loop = asyncio.get_running_loop()
         try:
-            outputs = await loop.run_in_executor(self._executor, self._run, merged, rows)
+            if len(batch) == 1:
+                merged = batch[0].inputs
+            else:
+                merged = {
+                    name: np.concatenate([p.inputs[name] for p in batch])
+                    for name in batch[0].inputs
+                }
+            outputs = self._run(merged, sum(p.rows for p in batch))
         except Exception as exc:
             for pending in batch:
-                if not pending.future.done():
-                    pending.future.set_exception(exc)
+                pending.future.set_exception(exc)
             return
         start = 0
         for pending in batch:
             end = start + pending.rows
-            if not pending.future.done():
-                pending.future.set_result({n: v[start:end] for n, v in outputs.items()})
+            pending.future.set_result({n: v[start:end] for n, v in outputs.items()})
             start = end

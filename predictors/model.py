@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -59,6 +60,7 @@ class ModelplaneModel(kserve.Model):
         self.batching: BatchingConfig | None = None
         self._batcher: DynamicBatcher | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._run_slots = threading.BoundedSemaphore(1)
         metrics.MODEL_READY.labels(self.name, self.version).set(0)
         self.series = metrics.ModelSeries(self.name, self.version)
 
@@ -86,8 +88,11 @@ class ModelplaneModel(kserve.Model):
             metrics.MODEL_LOAD_SECONDS.labels(self.name, self.version).set(
                 time.perf_counter() - start
             )
+        # With batching, one batch runs at a time; without, as many runs as
+        # CPUs, whether they come from the executor (HTTP) or gRPC threads.
         workers = 1 if self.batching.enabled else available_cpus()
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix=f"run-{self.name}")
+        self._run_slots = threading.BoundedSemaphore(workers)
         if self.batching.enabled:
             self._batcher = DynamicBatcher(
                 self._run_batch,
@@ -129,35 +134,64 @@ class ModelplaneModel(kserve.Model):
             self._executor.shutdown(wait=True)
 
     async def close(self) -> None:
-        if self._batcher is not None:
-            await self._batcher.close()
         self.stop()
 
     # -- the request path --------------------------------------------------
+    #
+    # Two entry points share every step but the wait for the run: gRPC
+    # handlers are threads and may run the model in place; the event loop
+    # (HTTP, KServe's DataPlane) awaits a run in another thread.
+
+    def handle_in_thread(
+        self,
+        decode: Callable[[], InferenceRequest],
+        encode: Callable[[InferenceRequest, dict[str, np.ndarray]], T],
+    ) -> T:
+        """Run one request from a worker thread (never the event loop)."""
+        request, inputs, rows = self._decode(decode)
+        with self.series.predict.time():
+            if self._batcher is not None:
+                outputs = self._batcher.infer(inputs, rows)
+            else:
+                with self._run_slots:
+                    outputs = self._run_batch(inputs, rows)
+        return self._encode(request, outputs, encode)
 
     async def handle(
         self,
         decode: Callable[[], InferenceRequest],
         encode: Callable[[InferenceRequest, dict[str, np.ndarray]], T],
     ) -> T:
-        """Run one request: the protocol gives decode and encode, the rest is shared."""
+        """Run one request from the event loop; the model runs in a thread."""
+        request, inputs, rows = self._decode(decode)
+        with self.series.predict.time():
+            if self._batcher is not None:
+                outputs = await self._batcher.infer_async(inputs, rows)
+            else:
+                loop = asyncio.get_running_loop()
+                outputs = await loop.run_in_executor(self._executor, self._run_batch, inputs, rows)
+        return self._encode(request, outputs, encode)
+
+    def _decode(
+        self, decode: Callable[[], InferenceRequest]
+    ) -> tuple[InferenceRequest, dict[str, np.ndarray], int]:
         if not self.ready or self.meta is None:
             raise ModelNotReady(self.name, self.error or f"state {self.state}")
         with self.series.stage["decode"].time():
             request = decode()
             inputs, rows = validate(request, self.meta)
-        with self.series.predict.time():
-            outputs = await self._infer(inputs, rows)
+        return request, inputs, rows
+
+    def _encode(
+        self,
+        request: InferenceRequest,
+        outputs: dict[str, np.ndarray],
+        encode: Callable[[InferenceRequest, dict[str, np.ndarray]], T],
+    ) -> T:
         if request.outputs:
             outputs = {o.name: outputs[o.name] for o in request.outputs}
         with self.series.stage["encode"].time():
             return encode(request, outputs)
-
-    async def _infer(self, inputs: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
-        if self._batcher is not None:
-            return await self._batcher.submit(inputs, rows)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._run_batch, inputs, rows)
 
     def _run_batch(self, inputs: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
         assert self.runtime is not None

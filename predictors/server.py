@@ -100,8 +100,10 @@ class ModelplaneServer(kserve.ModelServer):
         grpc_server = None
         if s.enable_grpc:
             host = f"[{s.host}]" if ":" in s.host else s.host
-            grpc_server = create_grpc_server(self.registry, self.draining, f"{host}:{s.grpc_port}")
-            await grpc_server.start()
+            grpc_server = create_grpc_server(
+                self.registry, self.draining, f"{host}:{s.grpc_port}", s.grpc_threads
+            )
+            grpc_server.start()
             log.info("gRPC listening on %s:%d", s.host, s.grpc_port)
         http_task = asyncio.create_task(http.serve(), name="http")
         load_task = asyncio.create_task(self.registry.load_all(), name="load-models")
@@ -111,7 +113,7 @@ class ModelplaneServer(kserve.ModelServer):
             # HTTP could not start (port taken, say): fail loudly, not half-up.
             self.draining.set()
             if grpc_server is not None:
-                await grpc_server.stop(0)
+                grpc_server.stop(0)
             load_task.cancel()
             http_task.result()
             raise SystemExit("HTTP server stopped unexpectedly")
@@ -121,7 +123,8 @@ class ModelplaneServer(kserve.ModelServer):
         http.should_exit = True
         stops = [http_task]
         if grpc_server is not None:
-            stops.append(asyncio.ensure_future(grpc_server.stop(s.grace_period)))
+            stopped = grpc_server.stop(s.grace_period)  # a threading.Event
+            stops.append(asyncio.ensure_future(asyncio.to_thread(stopped.wait)))
         await asyncio.gather(*stops, return_exceptions=True)
         load_task.cancel()
         await self.registry.close()

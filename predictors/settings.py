@@ -24,6 +24,13 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class ServeSettings:
     model_store: Path
@@ -33,6 +40,8 @@ class ServeSettings:
     http_port: int = 8080
     grpc_port: int = 8081
     enable_grpc: bool = True
+    #: gRPC requests handled at once (each holds a thread while it runs or waits)
+    grpc_threads: int = 4
     workers: int = 1
     grace_period: float = 30.0
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
@@ -57,6 +66,7 @@ class ServeSettings:
             http_port=args.http_port,
             grpc_port=args.grpc_port,
             enable_grpc=args.enable_grpc,
+            grpc_threads=args.grpc_threads,
             workers=args.workers,
             grace_period=args.grace_period,
             runtime=RuntimeOptions(
@@ -92,6 +102,15 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grpc_port", "--grpc-port", dest="grpc_port", type=int, default=8081)
     parser.add_argument(
         "--enable_grpc", "--enable-grpc", dest="enable_grpc", type=_bool, default=True
+    )
+    parser.add_argument(
+        "--max_threads",
+        "--max-threads",
+        dest="grpc_threads",
+        type=_positive,
+        default=4,
+        help="gRPC handler threads: the most gRPC requests handled at once, and so the "
+        "most gRPC requests one dynamic batch can hold (KServe's flag and default)",
     )
     parser.add_argument(
         "--workers",
@@ -134,7 +153,7 @@ def add_batch_limit_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-batch-size",
         dest="max_batch_size",
         type=int,
-        default=32,
+        default=4,
         help="rows per dynamic batch (with --batching on)",
     )
     parser.add_argument(

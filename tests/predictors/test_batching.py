@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
@@ -13,6 +15,8 @@ import pytest
 import tritonclient.grpc.aio as grpcaio
 import tritonclient.http.aio as httpaio
 
+from predictors.batching import DynamicBatcher
+from predictors.metadata import BatchingConfig
 from tests.support import MODEL_STORE, Server, start_server
 
 CALLERS = 48
@@ -115,3 +119,82 @@ def test_batching_settings_are_in_metadata(batching_server: Server) -> None:
         "max_batch_size": 16,
         "max_queue_delay_ms": 20.0,
     }
+
+
+def test_grpc_threads_and_http_callers_share_batches(batching_server: Server) -> None:
+    """gRPC handlers lead batches in their own threads, HTTP callers queue from
+    the event loop: mixed, every caller still gets exactly its own rows."""
+    xs = caller_inputs()
+
+    async def both() -> tuple[list[np.ndarray], list[np.ndarray]]:
+        grpc_results, http_results = await asyncio.gather(
+            call_grpc(batching_server.grpc_url, "digits-onnx", xs[::2]),
+            call_http(batching_server.http_url, "digits-onnx", xs[1::2]),
+        )
+        return grpc_results, http_results
+
+    grpc_results, http_results = asyncio.run(both())
+    for x, got in zip(xs[::2] + xs[1::2], grpc_results + http_results, strict=True):
+        np.testing.assert_allclose(got, reference(x), atol=1e-4)
+
+
+# -- the batcher on its own, with a plain function as the model ----------------
+
+
+def run_in_threads(batcher: DynamicBatcher, inputs: list[np.ndarray]) -> list[object]:
+    """Call the batcher from one thread per input, all at once; results or errors."""
+    results: list[object] = [None] * len(inputs)
+    start = threading.Barrier(len(inputs))
+
+    def call(i: int) -> None:
+        start.wait(timeout=10)
+        try:
+            results[i] = batcher.infer({"x": inputs[i]}, len(inputs[i]))["y"]
+        except Exception as exc:
+            results[i] = exc
+
+    with ThreadPoolExecutor(len(inputs)) as pool:
+        list(pool.map(call, range(len(inputs))))
+    return results
+
+
+def test_requests_with_different_row_shapes_are_not_stacked() -> None:
+    seen: list[tuple[int, ...]] = []
+
+    def run(inputs: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
+        seen.append(inputs["x"].shape)
+        return {"y": inputs["x"].sum(axis=1)}
+
+    with ThreadPoolExecutor(1) as executor:
+        batcher = DynamicBatcher(
+            run, BatchingConfig(True, max_batch_size=64, max_queue_delay_ms=200), executor
+        )
+        # A model with a dynamic second axis (say, sequence length): rows of
+        # width 3 and of width 5 cannot go into one array.
+        rng = np.random.default_rng(0)
+        xs = [rng.random((1 + i % 2, 3 if i % 3 else 5)) for i in range(24)]
+        results = run_in_threads(batcher, xs)
+    for x, got in zip(xs, results, strict=True):
+        np.testing.assert_allclose(got, x.sum(axis=1))
+    assert sum(shape[0] for shape in seen) == sum(len(x) for x in xs)
+    assert len(seen) < len(xs)  # batches did form
+
+
+def test_a_failing_batch_fails_its_callers_and_the_next_batch_runs() -> None:
+    def run(inputs: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
+        if (inputs["x"] < 0).any():
+            raise ValueError("negative input")
+        return {"y": inputs["x"] * 2}
+
+    with ThreadPoolExecutor(1) as executor:
+        batcher = DynamicBatcher(
+            # The leader waits (up to 10 s) until all four rows are queued.
+            run,
+            BatchingConfig(True, max_batch_size=4, max_queue_delay_ms=10_000),
+            executor,
+        )
+        failed = run_in_threads(batcher, [np.full((1, 2), -1.0)] + [np.ones((1, 2))] * 3)
+        assert all(isinstance(r, ValueError) for r in failed)  # one batch, one error
+        ok = run_in_threads(batcher, [np.full((1, 2), float(i)) for i in range(4)])
+    for i, got in enumerate(ok):
+        np.testing.assert_array_equal(got, np.full((1, 2), 2.0 * i))

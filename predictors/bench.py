@@ -202,6 +202,10 @@ class Cell:
     #: this cell over the raw runtime at the same concurrency (None for raw)
     throughput_vs_raw: float | None = None
     p50_vs_raw: float | None = None
+    #: CPU seconds the server process (and this load generator) spent in the
+    #: measured window, per request that finished in it, in microseconds
+    server_cpu_us: float | None = None
+    client_cpu_us: float | None = None
     first_error: str | None = None
 
     @property
@@ -468,13 +472,35 @@ def _v2(array: np.ndarray) -> str:
     return NUMPY_TO_V2[array.dtype]
 
 
+async def _cpu_in_window(window: tuple[float, float], server_pid: int) -> tuple[float, float]:
+    """CPU seconds of the server process and of this process between the window's ends."""
+    import psutil
+
+    server = psutil.Process(server_pid)
+
+    def sample() -> tuple[float, float]:
+        times = server.cpu_times()
+        return times.user + times.system, time.process_time()
+
+    await asyncio.sleep(max(0.0, window[0] - time.perf_counter()))
+    server_start, client_start = sample()
+    await asyncio.sleep(max(0.0, window[1] - time.perf_counter()))
+    server_end, client_end = sample()
+    return server_end - server_start, client_end - client_start
+
+
 async def _drive(
-    call: Callable[[int], Awaitable[Any]], cell: Cell, warmup: float, duration: float
+    call: Callable[[int], Awaitable[Any]],
+    cell: Cell,
+    warmup: float,
+    duration: float,
+    server_pid: int | None = None,
 ) -> Cell:
     samples = _Samples()
     # Check the path works before loading it: one failure here says why at once.
     await call(0)
     window = _window(warmup, duration)
+    cpu = asyncio.create_task(_cpu_in_window(window, server_pid)) if server_pid else None
 
     async def caller(offset: int) -> None:
         i = offset
@@ -493,7 +519,13 @@ async def _drive(
             i += 1
 
     await asyncio.gather(*(caller(n * 7) for n in range(cell.concurrency)))
-    return _summarise(cell, samples, window)
+    cell = _summarise(cell, samples, window)
+    if cpu is not None:
+        server_s, client_s = await cpu
+        if cell.requests:
+            cell.server_cpu_us = server_s / cell.requests * 1e6
+            cell.client_cpu_us = client_s / cell.requests * 1e6
+    return cell
 
 
 async def measure_served(
@@ -508,7 +540,7 @@ async def measure_served(
     url = server.grpc_url if protocol == "grpc" else server.http_url
     call, close = await _client_caller(protocol, url, model, inputs, cell.concurrency)
     try:
-        return await _drive(call, cell, warmup, duration)
+        return await _drive(call, cell, warmup, duration, server.process.pid)
     finally:
         await close()
 
@@ -679,6 +711,13 @@ def _add_ratios(results: list[Cell]) -> None:
             cell.p50_vs_raw = cell.p50_ms / base.p50_ms
 
 
+def _raw_us(cell: Cell | None) -> float | None:
+    """The bare runtime's time per single-row request (concurrency 1)."""
+    if cell is None or not cell.throughput_rps:
+        return None
+    return 1e6 / cell.throughput_rps
+
+
 def acceptance(results: list[Cell], settings: BenchSettings) -> dict[str, Any]:
     """The two figures, per model (and protocol), with pass/fail; None where not measured."""
     by_key = {c.key: c for c in results if c.target == SERVED}
@@ -722,6 +761,12 @@ def acceptance(results: list[Cell], settings: BenchSettings) -> dict[str, Any]:
                     "batching_off_rps": off.throughput_rps,
                     "ratio": ratio,
                     "passed": ratio >= BATCHING_SPEEDUP,
+                    # Why the ratio is what it is: batching can only save the
+                    # model's share of the CPU a request costs.
+                    "server_cpu_us_on": on.server_cpu_us,
+                    "server_cpu_us_off": off.server_cpu_us,
+                    "client_cpu_us_off": off.client_cpu_us,
+                    "raw_us_per_request": _raw_us(raw.get((model, 1))),
                 }
             )
     return {
@@ -765,6 +810,8 @@ def print_report(report: dict[str, Any], console: Any) -> None:
         ("p99 ms", "right"),
         ("req/s x raw", "right"),
         ("p50 x raw", "right"),
+        ("server CPU us/req", "right"),
+        ("client CPU us/req", "right"),
         ("errors", "right"),
     ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
@@ -785,6 +832,8 @@ def print_report(report: dict[str, Any], console: Any) -> None:
             _fmt(c["p99_ms"], 3),
             _fmt(c["throughput_vs_raw"]),
             _fmt(c["p50_vs_raw"]),
+            _fmt(c["server_cpu_us"], 0),
+            _fmt(c["client_cpu_us"], 0),
             str(c["errors"]),
         )
     console.print(table)
@@ -807,6 +856,9 @@ def print_report(report: dict[str, Any], console: Any) -> None:
             f"  {f['model']:<14} {f['protocol']:<5} {f['batching_on_rps']:.0f} vs "
             f"{f['batching_off_rps']:.0f} req/s = {f['ratio']:.2f}x "
             + ("[green]PASS[/]" if f["passed"] else "[red]FAIL[/]")
+            + f"; CPU per request off: server {_fmt(f['server_cpu_us_off'], 0)} us + "
+            f"load generator {_fmt(f['client_cpu_us_off'], 0)} us, of which the model "
+            f"{_fmt(f['raw_us_per_request'], 0)} us"
         )
     errors = [c for c in report["results"] if c["errors"]]
     for c in errors:

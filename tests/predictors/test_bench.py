@@ -81,6 +81,9 @@ def test_every_cell_asked_for_is_measured(report: dict) -> None:
         if cell["target"] == "modelplane":
             assert cell["throughput_vs_raw"] > 0
             assert cell["p50_vs_raw"] > 0
+            # Serving costs CPU in both processes: a zero would mean the
+            # wrong process (or nothing) was read.
+            assert cell["server_cpu_us"] > 0 and cell["client_cpu_us"] > 0
 
 
 def test_raw_baseline_is_measured_at_each_concurrency(report: dict) -> None:

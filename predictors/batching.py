@@ -14,8 +14,9 @@ hand-off per batch, not per request.
 gRPC handlers are threads, so they lead themselves. Callers on the event loop
 (HTTP) must never run a model there: they queue, and when no batch is running
 they start one on the batcher's executor. When a batch ends with callers
-waiting, the next batch also starts on the executor, so the leader's own
-response is not held up by other callers' batches.
+waiting, the first of them leads the next batch: in its own thread if it is a
+gRPC handler, else on the executor. So a leader's own response is never held
+up by other callers' batches.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ class _Pending:
     rows: int
     future: Future[Arrays] = field(default_factory=Future)
     enqueued: float = field(default_factory=time.perf_counter)
+    #: set for callers waiting in a thread: woken with their rows, or to lead
+    wake: threading.Event | None = None
+    lead: bool = False
 
     def fits_with(self, other: _Pending) -> bool:
         """Rows can be stacked only if every tensor agrees beyond the batch axis."""
@@ -70,10 +74,16 @@ class DynamicBatcher:
 
     def infer(self, inputs: Arrays, rows: int) -> Arrays:
         """Blocking, for a worker thread: may run the batch in this thread."""
-        pending, lead = self._enqueue(inputs, rows)
-        if lead:
-            self._lead()
-        return pending.future.result()
+        pending, lead = self._enqueue(inputs, rows, threading.Event())
+        assert pending.wake is not None
+        while True:
+            if lead:
+                self._lead()
+            if pending.future.done():
+                return pending.future.result()
+            pending.wake.wait()
+            pending.wake.clear()
+            lead, pending.lead = pending.lead, False
 
     async def infer_async(self, inputs: Arrays, rows: int) -> Arrays:
         """For the event loop: the batch always runs on the executor."""
@@ -84,8 +94,10 @@ class DynamicBatcher:
         # and a batch that has not started yet leaves its rows out.
         return await asyncio.wrap_future(pending.future)
 
-    def _enqueue(self, inputs: Arrays, rows: int) -> tuple[_Pending, bool]:
-        pending = _Pending(inputs, rows)
+    def _enqueue(
+        self, inputs: Arrays, rows: int, wake: threading.Event | None = None
+    ) -> tuple[_Pending, bool]:
+        pending = _Pending(inputs, rows, wake=wake)
         with self._lock:
             self._queue.append(pending)
             self._queued_rows += rows
@@ -99,9 +111,14 @@ class DynamicBatcher:
             self._run_batch(self._take_batch())
         finally:
             with self._lock:
-                more = bool(self._queue)
-                self._leading = more
-            if more:
+                head = self._queue[0] if self._queue else None
+                self._leading = head is not None
+            if head is not None and head.wake is not None:
+                # A thread is waiting for these rows anyway: it runs the
+                # next batch, which saves waking the executor as well.
+                head.lead = True
+                head.wake.set()
+            elif head is not None:
                 self._lead_on_executor()
 
     def _lead_on_executor(self) -> None:
@@ -114,6 +131,7 @@ class DynamicBatcher:
             for pending in stranded:
                 if pending.future.set_running_or_notify_cancel():
                     pending.future.set_exception(RuntimeError(f"model stopped: {exc}"))
+                _wake(pending)
 
     def _take_batch(self) -> list[_Pending]:
         with self._lock:
@@ -157,9 +175,16 @@ class DynamicBatcher:
         except Exception as exc:
             for pending in batch:
                 pending.future.set_exception(exc)
+                _wake(pending)
             return
         start = 0
         for pending in batch:
             end = start + pending.rows
             pending.future.set_result({n: v[start:end] for n, v in outputs.items()})
+            _wake(pending)
             start = end
+
+
+def _wake(pending: _Pending) -> None:
+    if pending.wake is not None:
+        pending.wake.set()

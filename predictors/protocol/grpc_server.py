@@ -3,7 +3,7 @@
 Why threads and not grpc.aio (which KServe uses): a handler thread can run
 the model in place, so a request needs no hand-off between the event loop
 and a worker thread and back, and grpc's threaded server spends about half
-the CPU per call that grpc.aio does (see README, "Benchmark"). The event loop
+the CPU per call that grpc.aio does (README, "How it works"). The event loop
 keeps HTTP; neither protocol ever runs a model on it.
 """
 

@@ -7,6 +7,7 @@ import re
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -198,3 +199,31 @@ def test_a_failing_batch_fails_its_callers_and_the_next_batch_runs() -> None:
         ok = run_in_threads(batcher, [np.full((1, 2), float(i)) for i in range(4)])
     for i, got in enumerate(ok):
         np.testing.assert_array_equal(got, np.full((1, 2), 2.0 * i))
+
+
+def test_grpc_batches_hold_at_most_max_threads_requests(tmp_path: Path) -> None:
+    """Each gRPC request holds a handler thread until its rows come back, so
+    `--max_threads` bounds how many of them one batch can merge."""
+    server = start_server(
+        MODEL_STORE, tmp_path, "--models", "digits-onnx", "--batching", "on",
+        "--max_batch_size", "16", "--max_queue_delay_ms", "50", "--max_threads", "2",
+    )  # fmt: skip
+    try:
+        rng = np.random.default_rng(7)
+        xs = [rng.random((1, 1, 8, 8), dtype=np.float32) for _ in range(12)]
+        results = asyncio.run(call_grpc(server.grpc_url, "digits-onnx", xs))
+        for x, got in zip(xs, results, strict=True):
+            np.testing.assert_allclose(got, reference(x), atol=1e-4)
+        text = httpx.get(f"http://{server.http_url}/metrics").text
+        labels = 'model_name="digits-onnx",model_version="1"'
+        buckets = {
+            re.search(r'le="([^"]+)"', series).group(1): value
+            for series, value in re.findall(r"modelplane_batch_size_bucket\{([^}]*)\} (\S+)", text)
+            if all(label in series for label in labels.split(","))
+        }
+        _, batches = batch_stats(server, "digits-onnx")
+        # Every batch held one or two requests, so 12 requests took at least 6.
+        assert float(buckets["2.0"]) == batches
+        assert batches >= len(xs) / 2
+    finally:
+        server.stop()

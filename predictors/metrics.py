@@ -94,8 +94,7 @@ class ModelSeries:
         self.predict = PREDICT_HIST_TIME.labels(model_name=model_name)
         self.inflight = {p: INFLIGHT.labels(model_name, p) for p in PROTOCOLS}
         self.duration = {p: REQUEST_DURATION.labels(model_name, version, p) for p in PROTOCOLS}
-        for protocol in PROTOCOLS:
-            REQUESTS.labels(model_name, version, protocol, "200")
+        self.succeeded = {p: REQUESTS.labels(model_name, version, p, "200") for p in PROTOCOLS}
 
 
 def refresh_gpu_memory() -> None:
@@ -123,17 +122,22 @@ class RequestRecord:
         self.model_version = ""
         self.status = "200"
         self._start = time.perf_counter()
+        self._series: ModelSeries | None = None
         self._inflight: Gauge | None = None
         self._duration: Histogram | None = None
 
     def served_by(self, model_name: str, model_version: str, series: ModelSeries) -> None:
         self.model_name, self.model_version = model_name, model_version
+        self._series = series
         self._inflight = series.inflight[self.protocol]
         self._duration = series.duration[self.protocol]
         self._inflight.inc()
 
     def finish(self) -> None:
-        REQUESTS.labels(self.model_name, self.model_version, self.protocol, self.status).inc()
+        if self._series is not None and self.status == "200":
+            self._series.succeeded[self.protocol].inc()
+        else:
+            REQUESTS.labels(self.model_name, self.model_version, self.protocol, self.status).inc()
         if self._inflight is not None:
             self._inflight.dec()
             self._duration.observe(time.perf_counter() - self._start)

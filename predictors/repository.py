@@ -37,7 +37,7 @@ class ModelRegistry(ModelRepository):
         if by_version is None:
             raise ModelNotFound(name)
         if not version:
-            return by_version[self.version_list(name)[-1]]
+            return self.models[name]  # the newest, as __init__ registered it
         if version not in by_version:
             raise VersionNotFound(name, version, self.version_list(name))
         return by_version[version]

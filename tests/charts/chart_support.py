@@ -18,8 +18,16 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
+try:
+    import kserve_rules
+except ImportError:  # imported as tests.charts.chart_support (tests/predictors does)
+    from tests.charts import kserve_rules
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CHART_DIR = REPO_ROOT / "charts" / "modelplane"
+# MODELPLANE_CHART_DIR runs the chart tests against another copy of the chart,
+# e.g. an older commit's (git archive HEAD~1 charts | tar -x -C /tmp/old), to
+# see that a test fails without the change it guards.
+CHART_DIR = Path(os.environ.get("MODELPLANE_CHART_DIR") or REPO_ROOT / "charts" / "modelplane")
 EXAMPLES_DIR = CHART_DIR / "examples"
 MANIFESTS_DIR = REPO_ROOT / "manifests"
 RENDER_MANIFESTS = REPO_ROOT / "scripts" / "render-manifests"
@@ -45,19 +53,24 @@ def load_values(path: Path) -> dict[str, Any]:
     return values or {}
 
 
-def install_dry_run(values: dict[str, Any] | None = None) -> dict[str, Any]:
+def install_dry_run(
+    values: dict[str, Any] | None = None,
+    release: str = RELEASE,
+    namespace: str = NAMESPACE,
+    chart: Path | None = None,
+) -> dict[str, Any]:
     """A client-side dry-run install: the manifest stream and NOTES of `helm install`."""
-    config = helm.Config(storage_driver="memory", namespace=NAMESPACE)
+    config = helm.Config(storage_driver="memory", namespace=namespace)
     try:
         return config.install(
-            str(CHART_DIR), RELEASE, values or {}, namespace=NAMESPACE, dry_run="client"
+            str(chart or CHART_DIR), release, values or {}, namespace=namespace, dry_run="client"
         )
     finally:
         config.close()
 
 
-def render(values: dict[str, Any] | None = None) -> str:
-    return str(install_dry_run(values)["manifest"])
+def render(values: dict[str, Any] | None = None, **kwargs: Any) -> str:
+    return str(install_dry_run(values, **kwargs)["manifest"])
 
 
 def parse(stream: str) -> list[Manifest]:
@@ -154,6 +167,89 @@ def runtime_for(objects: list[Manifest], isvc: Manifest) -> Manifest:
             if obj["metadata"]["name"] == name:
                 return obj
     raise LookupError(f"runtime {name} of {isvc['metadata']['name']} is not rendered")
+
+
+def predictor_pods(objects: list[Manifest]) -> list[Manifest]:
+    """The predictor pod KServe makes of each InferenceService (kserve_rules.predictor_pod);
+    for a runtime the chart does not render (kserve-torchserve), the model's own fields."""
+    pods = []
+    for isvc in by_kind(objects, "InferenceService"):
+        try:
+            runtime: Manifest | None = runtime_for(objects, isvc)
+        except LookupError:
+            runtime = None
+        pods.append(kserve_rules.predictor_pod(isvc, runtime))
+    return pods
+
+
+def pod_templates(objects: list[Manifest]) -> list[tuple[str, dict[str, Any]]]:
+    """(name, pod spec) of every pod the rendered objects make: the predictor
+    pods and the CronJobs' job pods."""
+    found = [(p["metadata"]["name"], p["spec"]) for p in predictor_pods(objects)]
+    for cron in by_kind(objects, "CronJob"):
+        found.append(
+            (cron["metadata"]["name"], cron["spec"]["jobTemplate"]["spec"]["template"]["spec"])
+        )
+    return found
+
+
+# Volume types the restricted Pod Security Standard allows.
+_RESTRICTED_VOLUMES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
+
+
+def restricted_violations(pod: dict[str, Any]) -> list[str]:
+    """Where a pod spec breaks the restricted Pod Security Standard (Kubernetes
+    docs, concepts/security/pod-security-standards, profile "restricted" as of
+    v1.34; what the PodSecurity admission plugin checks with `enforce: restricted`)."""
+    problems = []
+    pod_ctx = pod.get("securityContext") or {}
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod.get(key):
+            problems.append(f"{key} is true")
+    for volume in pod.get("volumes", []):
+        kinds = set(volume) - {"name"}
+        if not kinds <= _RESTRICTED_VOLUMES:
+            problems.append(f"volume {volume['name']}: {sorted(kinds)} is not an allowed type")
+    if pod_ctx.get("sysctls"):
+        problems.append("pod sysctls set")
+    containers = [*pod.get("initContainers", []), *pod.get("containers", [])]
+    for c in containers:
+        ctx = c.get("securityContext") or {}
+        where = f"container {c['name']}"
+        if ctx.get("privileged"):
+            problems.append(f"{where}: privileged")
+        if ctx.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{where}: allowPrivilegeEscalation must be false")
+        caps = ctx.get("capabilities") or {}
+        if "ALL" not in (caps.get("drop") or []):
+            problems.append(f"{where}: capabilities must drop ALL")
+        if set(caps.get("add") or []) - {"NET_BIND_SERVICE"}:
+            problems.append(f"{where}: adds capabilities {caps['add']}")
+        non_root = ctx.get("runAsNonRoot", pod_ctx.get("runAsNonRoot"))
+        if non_root is not True:
+            problems.append(f"{where}: runAsNonRoot must be true")
+        if ctx.get("runAsUser", pod_ctx.get("runAsUser")) == 0:
+            problems.append(f"{where}: runs as UID 0")
+        seccomp = (ctx.get("seccompProfile") or pod_ctx.get("seccompProfile") or {}).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            problems.append(f"{where}: seccompProfile must be RuntimeDefault or Localhost")
+        if any(p.get("hostPort") for p in c.get("ports", [])):
+            problems.append(f"{where}: hostPort set")
+        if ctx.get("procMount") not in (None, "Default"):
+            problems.append(f"{where}: procMount {ctx['procMount']}")
+        apparmor = (ctx.get("appArmorProfile") or {}).get("type")
+        if apparmor == "Unconfined":
+            problems.append(f"{where}: AppArmor unconfined")
+    return problems
 
 
 def walk(value: Any) -> Iterator[Any]:

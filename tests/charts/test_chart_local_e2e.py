@@ -1,11 +1,16 @@
 """The predictor container the chart declares, started locally and called.
 
-No cluster: the rendered ServingRuntime's command, args, env and ports are run
-as they are, with what KServe would provide substituted: {{.Name}} by the
-InferenceService name, /mnt/models by the repo's model-store/<name>/<version>
-the storageUri points at, loopback and free ports for 8080/8081, and a temp
-folder for the /tmp emptyDir. Then the probes the chart declares are polled and
-the model is called with tritonclient over HTTP and gRPC.
+No cluster: the predictor container KServe would run (the ServingRuntime's
+container with the InferenceService's model fields merged in, args appended and
+{{.Name}} filled: kserve_rules.predictor_pod) is run as it is, with what the
+cluster would provide substituted: /mnt/models by the repo's
+model-store/<name>/<version> the storageUri points at, loopback and free ports
+for 8080/8081, and a temp folder for the /tmp emptyDir. Then the probes the
+chart declares are polled and the model is called with tritonclient over HTTP
+and gRPC, by its V2 name: one of the models has a Triton-style name
+(digits_onnx.v1), so its InferenceService is digits-onnx-v1 and the server must
+answer to the name passed last (--model_name, as KServe appends the model's
+args to the runtime's).
 """
 
 from __future__ import annotations
@@ -24,12 +29,38 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import kserve_rules
 import numpy as np
 import pytest
-from chart_support import REPO_ROOT, Manifest, named, runtime_for
+from chart_support import (
+    EXAMPLES_DIR,
+    REPO_ROOT,
+    Manifest,
+    by_kind,
+    load_values,
+    named,
+    parse,
+    render,
+    runtime_for,
+)
 
-EXAMPLE = "pvc-model-store"
 STARTUP_TIMEOUT_S = 120.0
+# The V2 names served (one Triton-style) -> the store folder each reads.
+MODELS = {"digits_onnx.v1": "digits-onnx/1", "wine-torch": "wine-torch/1"}
+
+
+def rendered_objects(**runtimes: Any) -> list[Manifest]:
+    """The PVC example with MODELS as its models."""
+    values = load_values(EXAMPLES_DIR / "pvc-model-store.yaml")
+    claim = values["modelStore"]["pvc"]["name"]
+    formats = {m["name"]: m["format"] for m in values["models"]}
+    values["models"] = [
+        {"name": name, "format": formats[path.split("/")[0]], "storageUri": f"pvc://{claim}/{path}"}
+        for name, path in MODELS.items()
+    ]
+    if runtimes:
+        values["runtimes"] = runtimes
+    return parse(render(values))
 
 
 def free_port() -> int:
@@ -52,10 +83,13 @@ def local_executable(container: dict[str, Any]) -> Path:
 
 class Predictor:
     def __init__(self, isvc: Manifest, runtime: Manifest, scratch: Path, log: Path) -> None:
-        self.name = isvc["metadata"]["name"]
         self.isvc = isvc
-        (container,) = runtime["spec"]["containers"]
+        self.pod = kserve_rules.predictor_pod(isvc, runtime)
+        (container,) = self.pod["spec"]["containers"]
         self.container = container
+        # The V2 name: what the last --model_name says.
+        flags = [a for a in container["args"] if a.startswith("--model_name=")]
+        self.name = flags[-1].split("=", 1)[1]
         self.ports = {p["containerPort"]: free_port() for p in container["ports"]}
         # Knative runtimes declare HTTP only; gRPC still listens on its port.
         grpc_flag = next(a for a in container["args"] if a.startswith("--grpc_port="))
@@ -72,7 +106,7 @@ class Predictor:
         executable = local_executable(self.container)
         args = []
         for arg in self.container["args"]:
-            arg = arg.replace("{{.Name}}", self.name).replace("/mnt/models", str(self.model_dir))
+            arg = arg.replace("/mnt/models", str(self.model_dir))
             flag, _, value = arg.partition("=")
             if value.isdigit() and int(value) in self.ports:
                 arg = f"{flag}={self.ports[int(value)]}"
@@ -80,7 +114,7 @@ class Predictor:
         return [str(executable), *self.container["command"][1:], *args, "--host", "127.0.0.1"]
 
     def _env(self, runtime: Manifest, scratch: Path) -> dict[str, str]:
-        empty_dirs = {v["name"] for v in runtime["spec"].get("volumes", []) if "emptyDir" in v}
+        empty_dirs = {v["name"] for v in self.pod["spec"].get("volumes", []) if "emptyDir" in v}
         mounts = {
             m["mountPath"]: scratch / m["name"]
             for m in self.container.get("volumeMounts", [])
@@ -98,12 +132,17 @@ class Predictor:
 
 
 @pytest.fixture(scope="module")
+def objects() -> list[Manifest]:
+    return rendered_objects()
+
+
+@pytest.fixture(scope="module")
 def predictors(
-    rendered: dict[str, list[Manifest]], tmp_path_factory: pytest.TempPathFactory
+    objects: list[Manifest], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Predictor]]:
-    objects = rendered[EXAMPLE]
     # One model per runtime (ONNX and TorchScript).
-    chosen = [named(objects, "InferenceService", n) for n in ("digits-onnx", "wine-torch")]
+    chosen = by_kind(objects, "InferenceService")
+    assert sorted(i["metadata"]["name"] for i in chosen) == ["digits-onnx-v1", "wine-torch"]
     (container,) = runtime_for(objects, chosen[0])["spec"]["containers"]
     if not local_executable(container).exists():
         pytest.skip(
@@ -151,7 +190,7 @@ def http_get(port: int, path: str) -> tuple[int, str]:
 
 def wait_until_ready(predictor: Predictor, process: subprocess.Popen[bytes]) -> None:
     """Poll the readiness probe the InferenceService declares, as the kubelet would."""
-    probe = predictor.isvc["spec"]["predictor"]["model"]["readinessProbe"]["httpGet"]
+    probe = predictor.container["readinessProbe"]["httpGet"]
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -178,12 +217,12 @@ def request_inputs(model_dir: Path) -> tuple[dict[str, Any], dict[str, np.ndarra
     return metadata, data
 
 
-@pytest.mark.parametrize("model", ["digits-onnx", "wine-torch"])
+@pytest.mark.parametrize("model", list(MODELS))
 def test_declared_probes_answer(predictors: dict[str, Predictor], model: str) -> None:
     predictor = predictors[model]
     liveness = predictor.container["livenessProbe"]["httpGet"]
     assert http_get(predictor.local(liveness["port"]), liveness["path"])[0] == 200
-    probe = predictor.isvc["spec"]["predictor"]["model"]["readinessProbe"]["httpGet"]
+    probe = predictor.container["readinessProbe"]["httpGet"]
     assert http_get(predictor.local(probe["port"]), probe["path"])[0] == 200
     # The probe is model-specific: another name is not ready.
     wrong = probe["path"].replace(f"/{model}/", "/no-such-model/")
@@ -216,7 +255,7 @@ def infer(predictor: Predictor, protocol: str) -> np.ndarray:
     return np.asarray(result)
 
 
-@pytest.mark.parametrize("model", ["digits-onnx", "wine-torch"])
+@pytest.mark.parametrize("model", list(MODELS))
 def test_infer_over_http_and_grpc(predictors: dict[str, Predictor], model: str) -> None:
     via_http = infer(predictors[model], "http")
     via_grpc = infer(predictors[model], "grpc")
@@ -225,13 +264,13 @@ def test_infer_over_http_and_grpc(predictors: dict[str, Predictor], model: str) 
 
 
 def test_requests_are_counted_where_the_runtime_says(
-    predictors: dict[str, Predictor], rendered: dict[str, list[Manifest]]
+    predictors: dict[str, Predictor], objects: list[Manifest]
 ) -> None:
     """The runtime's prometheus.kserve.io/port and /path lead to the request counter."""
     for model, predictor in predictors.items():
         infer(predictor, "http")
         infer(predictor, "grpc")
-        runtime = runtime_for(rendered[EXAMPLE], predictor.isvc)
+        runtime = runtime_for(objects, predictor.isvc)
         port = int(runtime["spec"]["annotations"]["prometheus.kserve.io/port"])
         path = runtime["spec"]["annotations"]["prometheus.kserve.io/path"]
         status, body = http_get(predictor.local(port), path)
@@ -243,3 +282,50 @@ def test_requests_are_counted_where_the_runtime_says(
         ]
         assert any('protocol="http"' in line for line in counted), counted
         assert any('protocol="grpc"' in line for line in counted), counted
+
+
+def grpc_health(port: int, service: str) -> int:
+    """grpc.health.v1.Health/Check as the kubelet's gRPC probe sends it; the
+    ServingStatus (1 = SERVING). Raw protobuf: HealthCheckRequest{1: service},
+    HealthCheckResponse{1: status}."""
+    import grpc
+
+    encoded = service.encode()
+    request = (b"\x0a" + bytes([len(encoded)]) + encoded) if encoded else b""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        check = channel.unary_unary(
+            "/grpc.health.v1.Health/Check",
+            request_serializer=lambda b: b,
+            response_deserializer=lambda b: b,
+        )
+        response = check(request, timeout=5)
+    return response[1] if response[:1] == b"\x08" else 0
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_declared_grpc_readiness_probe_answers(
+    predictors: dict[str, Predictor], model: str
+) -> None:
+    """With runtimes.probes.readinessProtocol grpc, the probe the pod would get
+    passes on the running server for its model, and not for another name."""
+    import grpc
+
+    objects = rendered_objects(probes={"readinessProtocol": "grpc"})
+    isvc = named(objects, "InferenceService", predictors[model].isvc["metadata"]["name"])
+    pod = kserve_rules.predictor_pod(isvc, runtime_for(objects, isvc))
+    probe = pod["spec"]["containers"][0]["readinessProbe"]["grpc"]
+    assert probe["service"] == model
+    port = predictors[model].local(probe["port"])
+    try:
+        status = grpc_health(port, probe["service"])
+    except grpc.RpcError as err:
+        if err.code() == grpc.StatusCode.UNIMPLEMENTED:
+            pytest.skip("the server does not serve grpc.health.v1.Health yet")
+        raise
+    assert status == 1, "SERVING"
+    assert grpc_health(port, "") == 1, "the server as a whole is ready"
+    try:
+        other = grpc_health(port, "no-such-model")
+    except grpc.RpcError as err:
+        other = -1 if err.code() == grpc.StatusCode.NOT_FOUND else 0
+    assert other != 1

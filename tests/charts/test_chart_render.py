@@ -33,6 +33,8 @@ EXPECTED_EXAMPLES = {
     "canary",
     "torchserve",
     "pvc-model-store",
+    "default-runtime",
+    "retraining",
 }
 RUNTIME_KINDS = ("ServingRuntime", "ClusterServingRuntime")
 
@@ -44,6 +46,19 @@ def runtimes(objects: list[Manifest]) -> list[Manifest]:
 def predictor_container(runtime: Manifest) -> dict:
     (container,) = runtime["spec"]["containers"]
     return container
+
+
+def policy_ports_by_namespace(policy: Manifest) -> dict[str, set[int]]:
+    """Namespace name -> the ports a NetworkPolicy lets pods of it reach."""
+    allowed: dict[str, set[int]] = {}
+    for rule in policy["spec"]["ingress"]:
+        ports = {p["port"] for p in rule["ports"]}
+        for peer in rule["from"]:
+            labels = peer.get("namespaceSelector", {}).get("matchLabels", {})
+            name = labels.get("kubernetes.io/metadata.name")
+            if name:
+                allowed.setdefault(name, set()).update(ports)
+    return allowed
 
 
 def test_every_example_is_there() -> None:
@@ -80,9 +95,10 @@ def test_objects_match_kubernetes_and_kserve_schemas(
     assert not errors, "\n".join(errors)
 
 
-def test_default_values_declare_only_the_runtimes(crds_dir: Path) -> None:
+def test_default_values_declare_only_the_runtimes_and_policy(crds_dir: Path) -> None:
     objects = parse(render())
-    assert {o["kind"] for o in objects} == {"ServingRuntime"}
+    assert {o["kind"] for o in objects} == {"ServingRuntime", "NetworkPolicy"}
+    objects = by_kind(objects, "ServingRuntime")
     assert sorted(o["metadata"]["name"] for o in objects) == [
         "modelplane-onnx",
         "modelplane-onnx-gpu",
@@ -96,8 +112,15 @@ def test_runtimes_declare_the_predictor_contract(rendered: dict[str, list[Manife
     objects = rendered["cpu"]
     onnx = named(objects, "ServingRuntime", "modelplane-onnx")
     torch = named(objects, "ServingRuntime", "modelplane-torch")
-    assert [f["name"] for f in onnx["spec"]["supportedModelFormats"]] == ["onnx"]
-    assert [f["name"] for f in torch["spec"]["supportedModelFormats"]] == ["pytorch"]
+    # Versioned like KServe's own runtimes (onnx "1", pytorch "1"), so an
+    # InferenceService that pins modelFormat.version matches; never auto-selected.
+    assert onnx["spec"]["supportedModelFormats"] == [
+        {"name": "onnx", "version": "1", "autoSelect": False}
+    ]
+    assert torch["spec"]["supportedModelFormats"] == [
+        {"name": "pytorch", "version": "1", "autoSelect": False},
+        {"name": "pytorch", "version": "2", "autoSelect": False},
+    ]
     for runtime in (onnx, torch):
         spec = runtime["spec"]
         assert spec["protocolVersions"] == ["v2", "grpc-v2"]
@@ -109,15 +132,16 @@ def test_runtimes_declare_the_predictor_contract(rendered: dict[str, list[Manife
         assert container["name"] == "kserve-container"
         assert container["image"] == "modelplane/predictor:0.1.0"
         assert container["command"] == ["modelplane", "serve"]
-        assert container["args"][:4] == [
+        assert container["args"][:5] == [
             "--model_name={{.Name}}",
             "--model_dir=/mnt/models",
             "--http_port=8080",
             "--grpc_port=8081",
+            "--grace_period=30",
         ]
         assert [(p["name"], p["containerPort"]) for p in container["ports"]] == [
             ("http", 8080),
-            ("h2c", 8081),
+            ("grpc", 8081),
         ]
         assert container["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": 8080}
         assert container["resources"]["requests"] and container["resources"]["limits"]
@@ -139,6 +163,9 @@ def test_pods_are_hardened(rendered: dict[str, list[Manifest]]) -> None:
         for isvc in by_kind(objects, "InferenceService"):
             predictor = isvc["spec"]["predictor"]
             assert predictor["securityContext"]["runAsNonRoot"] is True
+            # Above 10000, which node users may own; the images run as 10001.
+            assert predictor["securityContext"]["runAsUser"] == 10001
+            assert predictor["securityContext"]["runAsGroup"] == 10001
             assert predictor["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
             assert predictor["automountServiceAccountToken"] is False
 
@@ -195,10 +222,9 @@ def test_gpu_models_use_the_gpu_image_and_nodes(rendered: dict[str, list[Manifes
         assert "namespace" not in runtime["metadata"]
         assert runtime["metadata"]["name"].endswith("-gpu")
         assert predictor_container(runtime)["image"] == "modelplane/predictor-gpu:0.1.0"
-    # The GPU runtimes are only chosen by name, never by format.
+    # No runtime is chosen by format unless runtimes.autoSelect says so.
     for runtime in runtimes(objects):
-        auto = [f["autoSelect"] for f in runtime["spec"]["supportedModelFormats"]]
-        assert auto == [not runtime["metadata"]["name"].endswith("-gpu")]
+        assert not any(f["autoSelect"] for f in runtime["spec"]["supportedModelFormats"])
 
 
 def test_knative_mode_scales_to_zero_on_one_port(rendered: dict[str, list[Manifest]]) -> None:
@@ -221,13 +247,11 @@ def test_knative_mode_scales_to_zero_on_one_port(rendered: dict[str, list[Manife
     p = wine["spec"]["predictor"]
     assert (p["minReplicas"], p["scaleMetric"], p["scaleTarget"]) == (1, "rps", 100)
     (policy,) = by_kind(objects, "NetworkPolicy")
-    sources = [
-        peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
-        for peer in policy["spec"]["ingress"][0]["from"]
-    ]
-    assert "knative-serving" in sources and "istio-system" in sources
-    ports = {p["port"] for p in policy["spec"]["ingress"][0]["ports"]}
-    assert {8080, 8081, 8012} <= ports
+    allowed = policy_ports_by_namespace(policy)
+    # The gateway reaches the queue-proxy; the activator and autoscaler too.
+    assert {8012, 8013} <= allowed["istio-system"]
+    assert {8012, 8013, 9090} <= allowed["knative-serving"]
+    assert {8080, 9091} <= allowed["monitoring"]
 
 
 def test_standard_mode_scales_with_hpa(rendered: dict[str, list[Manifest]]) -> None:
@@ -236,7 +260,10 @@ def test_standard_mode_scales_with_hpa(rendered: dict[str, list[Manifest]]) -> N
     torch = named(objects, "InferenceService", "digits-torch")
     for isvc in (digits, torch):
         assert isvc["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"] == "hpa"
-        assert isvc["spec"]["predictor"]["scaleMetricType"] == "Utilization"
+        # KServe v0.20.0 never reads scaleMetricType: its HPA makes cpu and
+        # memory scaleTargets averageUtilization percentages
+        # (reconcilers/hpa/hpa_reconciler.go getHPAMetrics), so none is rendered.
+        assert "scaleMetricType" not in isvc["spec"]["predictor"]
     assert (
         digits["spec"]["predictor"]["scaleMetric"],
         digits["spec"]["predictor"]["scaleTarget"],
@@ -262,7 +289,8 @@ def test_keda_scales_on_the_request_rate(rendered: dict[str, list[Manifest]]) ->
     assert external["metric"]["query"] == (
         f'sum(rate(modelplane_requests_total{{namespace="{NAMESPACE}",model_name="digits-onnx"}}[1m]))'
     )
-    assert external["target"] == {"type": "AverageValue", "averageValue": "30"}
+    # KServe's webhook and KEDA reconciler read target.value only.
+    assert external["target"] == {"type": "Value", "value": "30"}
     wine = named(objects, "InferenceService", "wine-onnx")
     query = wine["spec"]["predictor"]["autoScaling"]["metrics"][0]["external"]["metric"]["query"]
     assert 'status="200"' in query
@@ -315,7 +343,7 @@ def test_notes_tell_how_to_call_each_model(releases: dict[str, dict[str, object]
     notes = str(releases["cpu"]["notes"])
     for model in ("digits-onnx", "digits-torch", "wine-onnx", "wine-torch"):
         assert f"curl -s localhost:8080/v2/models/{model}/infer" in notes
-        assert f"port-forward deployment/{model}-predictor 8080:8080 8081:8081" in notes
+        assert f"port-forward service/{model}-predictor 8080:80 8081:8081" in notes
     assert "inference.GRPCInferenceService/ModelReady" in notes
     torchserve = str(releases["torchserve"]["notes"])
     assert "/v2/models/digits/ready" in torchserve

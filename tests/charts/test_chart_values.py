@@ -38,9 +38,17 @@ CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
         {"models": [model(storageUri="/models/digits-onnx/1")]},
         ["/models/0/storageUri", "does not match pattern"],
     ),
-    "name that is not a DNS label": (
-        {"models": [model(name="Digits_ONNX")]},
+    "name with a character V2 names do not allow": (
+        {"models": [model(name="digits/onnx")]},
         ["/models/0/name", "does not match pattern"],
+    ),
+    "inferenceServiceName that is not a DNS label": (
+        {"models": [model(name="digits_onnx", inferenceServiceName="digits_onnx")]},
+        ["/models/0/inferenceServiceName", "does not match pattern"],
+    ),
+    "image digest that is not a sha256": (
+        {"image": {"cpu": {"repository": "r", "digest": "latest"}}},
+        ["/image/cpu/digest", "does not match pattern"],
     ),
     "misspelt model key": (
         {"models": [model(acelerator="gpu")]},
@@ -102,6 +110,45 @@ CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
     "the same model twice": (
         {"models": [model(), model(storageUri="pvc://store/digits-onnx/2")]},
         ["models[digits-onnx]: the name is used twice"],
+    ),
+    # V2 names (densenet_onnx) become InferenceService names (densenet-onnx).
+    "two model names that make one InferenceService name": (
+        {"models": [model(name="densenet_onnx"), model(name="densenet.onnx")]},
+        [
+            "models[densenet_onnx] and models[densenet.onnx] both become InferenceService "
+            '"densenet-onnx"',
+            "set models[].inferenceServiceName on one of them",
+        ],
+    ),
+    "a model name that makes no DNS label": (
+        {"models": [model(name="3d_unet")]},
+        ['models[3d_unet]: the InferenceService name "3d-unet"', "inferenceServiceName"],
+    ),
+    "a model name too long for an InferenceService": (
+        {"models": [model(name="m" * 46)]},
+        ["has 46 characters", "keep it to 45"],
+    ),
+    # KServe's webhook and controllers (tests/charts/test_kserve_webhook.py pairs
+    # each of these with the webhook's own refusal).
+    "cpu target above 100 percent": (
+        {"models": [model(autoscaling={"enabled": True, "metric": "cpu", "target": 150})]},
+        ["autoscaling.target 150: with metric cpu the target is a utilisation percentage"],
+    ),
+    "memory target above 100 percent": (
+        {"models": [model(autoscaling={"enabled": True, "metric": "memory", "target": 101})]},
+        ["autoscaling.target 101: with metric memory"],
+    ),
+    "containerConcurrency outside Knative": (
+        {"models": [model(autoscaling={"enabled": True, "containerConcurrency": 4})]},
+        ["autoscaling.containerConcurrency is enforced by Knative's queue-proxy"],
+    ),
+    "gRPC readiness probes in Knative mode": (
+        {"deploymentMode": "Knative", "runtimes": {"probes": {"readinessProtocol": "grpc"}}},
+        ["runtimes.probes.readinessProtocol grpc needs deploymentMode Standard"],
+    ),
+    "retraining without a tracking server": (
+        {"retraining": {"enabled": True}},
+        ["retraining.trackingUri: the MLflow tracking server"],
     ),
 }
 

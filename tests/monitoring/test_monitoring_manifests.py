@@ -116,7 +116,10 @@ def test_podmonitors_select_predictor_pods(kustomized: list[Manifest]) -> None:
     monitors = {doc["metadata"]["name"]: doc for doc in by_kind(kustomized, "PodMonitor")}
     for monitor in monitors.values():
         assert monitor["spec"]["selector"] == {
-            "matchLabels": {"app.kubernetes.io/name": "modelplane"}
+            "matchLabels": {
+                "app.kubernetes.io/name": "modelplane",
+                "app.kubernetes.io/component": "predictor",
+            }
         }
     # Standard mode port `http`, Knative's renamed `user-port`, both job=modelplane;
     # queue-proxy's user metrics port (9091) as its own job.
@@ -223,9 +226,15 @@ def test_chart_renders_the_same_objects_as_kustomize(kustomized: list[Manifest])
     chart_monitors = sorted(endpoints(doc) for doc in by_kind(docs, "PodMonitor"))
     kustomize_monitors = sorted(endpoints(doc) for doc in by_kind(kustomized, "PodMonitor"))
     assert chart_monitors == kustomize_monitors
+    # The chart's select this release's predictors only (tests/charts/test_releases.py
+    # evaluates them against another release's pods).
     for monitor in by_kind(docs, "PodMonitor"):
         assert monitor["spec"]["selector"] == {
-            "matchLabels": {"app.kubernetes.io/name": "modelplane"}
+            "matchLabels": {
+                "app.kubernetes.io/name": "modelplane",
+                "app.kubernetes.io/instance": RELEASE,
+                "app.kubernetes.io/component": "predictor",
+            }
         }
 
 

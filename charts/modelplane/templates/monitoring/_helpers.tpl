@@ -1,19 +1,25 @@
 {{- /*
-Names and labels of the monitoring objects. Prefixed "modelplane.monitoring."
-so they cannot clash with the chart's own helpers.
+Names and labels of the monitoring objects, used by the generated
+prometheusrule.yaml too (scripts/sync-monitoring). The name is the release's
+full name, so two releases in one namespace get their own objects; the labels
+are the chart's standard ones.
 */}}
 {{- define "modelplane.monitoring.name" -}}
-{{- if contains "modelplane" .Release.Name -}}
-{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
-{{- else -}}
-{{- printf "%s-modelplane" .Release.Name | trunc 63 | trimSuffix "-" -}}
-{{- end -}}
+{{- include "modelplane.fullname" . -}}
 {{- end -}}
 
 {{- define "modelplane.monitoring.labels" -}}
-app.kubernetes.io/part-of: modelplane
+{{ include "modelplane.labels" . }}
 app.kubernetes.io/component: monitoring
-app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end -}}
+
+{{- /* The pods the PodMonitors scrape: monitoring.podMonitor.selector, else this release's predictors. */}}
+{{- define "modelplane.monitoring.selector" -}}
+{{- $pm := (.Values.monitoring | default dict).podMonitor | default dict -}}
+{{- if $pm.selector -}}
+{{- toYaml $pm.selector -}}
+{{- else -}}
+matchLabels:
+  {{- include "modelplane.predictorSelectorLabels" . | nindent 2 }}
+{{- end -}}
 {{- end -}}

@@ -13,7 +13,8 @@ PYTEST_ARGS ?=
 help:
 	@echo "make serve   serve the bundled models on $(HOST):$(HTTP_PORT) (HTTP) and :$(GRPC_PORT) (gRPC)"
 	@echo "make test    set up and run the whole test suite (what CI runs)"
-	@echo "make lint    ruff check and format check"
+	@echo "make lint    ruff check, format check and mypy"
+	@echo "make bench   modelplane bench on the bundled models (README, Benchmark)"
 	@echo "make model-store   retrain and re-export the bundled models"
 
 setup:
@@ -37,6 +38,11 @@ test: test-setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check predictors tests
+	$(VENV)/bin/mypy
+
+BENCH_ARGS ?=
+bench: setup
+	$(VENV)/bin/modelplane bench --model-store $(MODEL_STORE) $(BENCH_ARGS)
 
 model-store: setup
 	$(VENV)/bin/modelplane store build --store $(MODEL_STORE)

@@ -2,7 +2,7 @@
 
 It works like a database's group commit. A caller that finds no batch running
 leads: it takes its own request and whatever else is queued (waiting up to
-max_queue_delay_ms for more, if that is set), up to max_batch_size rows, runs
+max_queue_delay_ms for more, if that is set), up to max_rows rows, runs
 them as one batch and hands each caller exactly its own rows. Callers that
 arrive while a batch runs queue up, and the next batch takes them all at once.
 
@@ -60,7 +60,7 @@ class DynamicBatcher:
         on_queue_wait: Callable[[float], None] = lambda seconds: None,
     ) -> None:
         self._run = run
-        self._limit = config.max_batch_size
+        self._limit = config.max_rows
         self._delay = config.max_queue_delay_ms / 1000.0
         self._executor = executor
         self._on_queue_wait = on_queue_wait

@@ -1,44 +1,59 @@
-"""Errors a client can cause or see, and how each protocol reports them.
+"""Errors a client can cause or see while a model is served.
 
-The exception classes are KServe's, so a modelplane model raises the same
-errors under KServe's own ModelServer.
+modelplane's own classes, free of kserve and grpc, so every layer (codecs,
+validation, the model) can raise them and unit tests can import them. The
+serving layer maps them to HTTP statuses and gRPC codes
+(`predictors.serving.status`); the KServe edge maps them to KServe's own
+error classes (`predictors.serving.kserve_adapter`).
 """
 
 from __future__ import annotations
 
-import grpc
-from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
 
-__all__ = ["InvalidInput", "ModelNotFound", "ModelNotReady", "VersionNotFound", "describe"]
+class ServingError(Exception):
+    """Base class: the message is what the client is told."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidInput(ServingError):
+    """The request is malformed or does not fit the model (HTTP 400, INVALID_ARGUMENT)."""
+
+
+class ModelNotFound(ServingError):
+    """No model of that name is served (HTTP 404, NOT_FOUND)."""
+
+    def __init__(self, model_name: str, message: str | None = None) -> None:
+        super().__init__(message or f"Model with name {model_name} does not exist.")
+        self.model_name = model_name
 
 
 class VersionNotFound(ModelNotFound):
-    def __init__(self, model_name: str, version: str, available: list[str]):
-        self.reason = (
+    def __init__(self, model_name: str, version: str, available: list[str]) -> None:
+        super().__init__(
+            model_name,
             f"Model {model_name} has no version {version}; "
-            f"available versions: {', '.join(available) or 'none'}."
+            f"available versions: {', '.join(available) or 'none'}.",
         )
 
 
-# exception class -> (HTTP status, gRPC status code)
-_STATUS: list[tuple[type[BaseException], int, grpc.StatusCode]] = [
-    (InvalidInput, 400, grpc.StatusCode.INVALID_ARGUMENT),
-    (ModelNotFound, 404, grpc.StatusCode.NOT_FOUND),
-    (ModelNotReady, 503, grpc.StatusCode.UNAVAILABLE),
-]
+class ModelNotReady(ServingError):
+    """The model exists but cannot serve now (HTTP 503, UNAVAILABLE)."""
+
+    def __init__(self, model_name: str, detail: str = "") -> None:
+        super().__init__(
+            f"Model with name {model_name} is not ready." + (f" {detail}" if detail else "")
+        )
+        self.model_name = model_name
 
 
-def describe(exc: BaseException) -> tuple[int, grpc.StatusCode, str]:
-    """HTTP status, gRPC code and message for an exception raised while serving."""
-    for cls, http_status, grpc_code in _STATUS:
-        if isinstance(exc, cls):
-            return http_status, grpc_code, str(exc)
-    return 500, grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}"
+class Refused(ValueError):
+    """A command (store add, store import, package, ...) was refused; the message says why.
 
-
-GRPC_TO_HTTP: dict[grpc.StatusCode, int] = {
-    grpc.StatusCode.OK: 200,
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.UNAVAILABLE: 503,
-}
+    The CLI prints the message and exits 2; nothing was changed.
+    """

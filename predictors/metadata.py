@@ -14,35 +14,14 @@ from typing import Any
 
 import numpy as np
 
+from predictors.errors import Refused
+from predictors.formats import UnknownFormat, get_format
+from predictors.protocol.datatypes import V2_TO_NUMPY
+
 METADATA_FILE = "metadata.json"
 
-# V2 datatype -> numpy dtype. BYTES and BF16 are left out on purpose: none of
-# the runtimes here takes them, and refusing them early gives a clear error.
-V2_TO_NUMPY: dict[str, np.dtype] = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype(np.uint8),
-    "UINT16": np.dtype(np.uint16),
-    "UINT32": np.dtype(np.uint32),
-    "UINT64": np.dtype(np.uint64),
-    "INT8": np.dtype(np.int8),
-    "INT16": np.dtype(np.int16),
-    "INT32": np.dtype(np.int32),
-    "INT64": np.dtype(np.int64),
-    "FP16": np.dtype(np.float16),
-    "FP32": np.dtype(np.float32),
-    "FP64": np.dtype(np.float64),
-}
-NUMPY_TO_V2: dict[np.dtype, str] = {v: k for k, v in V2_TO_NUMPY.items()}
 
-# Store format -> (file name, KServe model format, V2 platform string).
-FORMATS: dict[str, tuple[str, str, str]] = {
-    "onnx": ("model.onnx", "onnx", "onnxruntime_onnx"),
-    "torchscript": ("model.pt", "pytorch", "pytorch_torchscript"),
-    "torch_export": ("model.pt2", "pytorch", "pytorch_torch_export"),
-}
-
-
-class MetadataError(ValueError):
+class MetadataError(Refused):
     """metadata.json is missing, unreadable or inconsistent."""
 
 
@@ -81,7 +60,8 @@ class BatchingConfig:
     """Dynamic batching of concurrent requests (see batching.py)."""
 
     enabled: bool = True
-    max_batch_size: int = 32
+    #: rows one dynamic batch may hold (a single larger request still runs alone)
+    max_rows: int = 32
     # 0 means: never wait for more requests, batch whatever queued up while
     # the previous batch ran. That keeps latency at low load equal to the
     # unbatched path and still batches under concurrency.
@@ -97,6 +77,7 @@ class ModelMetadata:
     outputs: list[TensorSpec]
     files: dict[str, str]  # file name -> sha256
     labels: list[str] = field(default_factory=list)
+    #: the most rows one request may carry (Triton's `max_batch_size`)
     max_batch_size: int = 256
     batching: BatchingConfig = field(default_factory=BatchingConfig)
     metrics: dict[str, float] = field(default_factory=dict)
@@ -106,11 +87,11 @@ class ModelMetadata:
 
     @property
     def model_file(self) -> str:
-        return FORMATS[self.format][0]
+        return get_format(self.format).file_name
 
     @property
     def platform(self) -> str:
-        return FORMATS[self.format][2]
+        return get_format(self.format).platform
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -134,9 +115,8 @@ class ModelMetadata:
     def from_dict(cls, raw: dict[str, Any]) -> ModelMetadata:
         try:
             fmt = str(raw["format"])
-            if fmt not in FORMATS:
-                raise MetadataError(f"unknown format {fmt!r}; expected one of {sorted(FORMATS)}")
-            batching = BatchingConfig(**raw.get("batching", {}))
+            get_format(fmt)
+            batching = _batching(raw.get("batching", {}))
             return cls(
                 name=str(raw["name"]),
                 version=str(raw["version"]),
@@ -154,6 +134,8 @@ class ModelMetadata:
             )
         except MetadataError:
             raise
+        except UnknownFormat as exc:
+            raise MetadataError(str(exc)) from exc
         except (KeyError, TypeError, ValueError) as exc:
             raise MetadataError(f"metadata.json is incomplete or malformed: {exc!r}") from exc
 
@@ -171,3 +153,11 @@ class ModelMetadata:
     def write(self, version_dir: Path) -> None:
         text = json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
         (version_dir / METADATA_FILE).write_text(text)
+
+
+def _batching(raw: dict[str, Any]) -> BatchingConfig:
+    raw = dict(raw)
+    # Stores written before the field was renamed call it max_batch_size.
+    if "max_batch_size" in raw:
+        raw.setdefault("max_rows", raw.pop("max_batch_size"))
+    return BatchingConfig(**raw)

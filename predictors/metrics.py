@@ -6,9 +6,9 @@ is the whole truth and needs no multiprocess collector.
 
 from __future__ import annotations
 
+import sys
 import time
 
-from kserve.metrics import PREDICT_HIST_TIME
 from prometheus_client import Counter, Gauge, Histogram
 
 # Latencies of a small model on a CPU start well under a millisecond.
@@ -90,11 +90,32 @@ class ModelSeries:
     def __init__(self, model_name: str, version: str) -> None:
         self.stage = {name: STAGE_DURATION.labels(model_name, version, name) for name in STAGES}
         self.batch_size = BATCH_SIZE.labels(model_name, version)
-        # KServe's own predict histogram, so its dashboards (grafana 17969) work too.
-        self.predict = PREDICT_HIST_TIME.labels(model_name=model_name)
         self.inflight = {p: INFLIGHT.labels(model_name, p) for p in PROTOCOLS}
         self.duration = {p: REQUEST_DURATION.labels(model_name, version, p) for p in PROTOCOLS}
         self.succeeded = {p: REQUESTS.labels(model_name, version, p, "200") for p in PROTOCOLS}
+
+
+_kserve_predict: Histogram | None = None
+
+
+def kserve_predict_histogram() -> Histogram:
+    """KServe's `request_predict_seconds` (name, help, label, default buckets as its SDK's).
+
+    modelplane's server records it so KServe's own dashboards (grafana 17969)
+    work. Under KServe's ModelServer (predictors.serving.kserve_adapter) KServe
+    records it itself, and prometheus_client refuses a second histogram of one
+    name, so it is created on first use by our server only, or taken from
+    kserve.metrics when that is loaded.
+    """
+    global _kserve_predict
+    if _kserve_predict is None:
+        kserve_metrics = sys.modules.get("kserve.metrics")
+        _kserve_predict = (
+            kserve_metrics.PREDICT_HIST_TIME
+            if kserve_metrics is not None
+            else Histogram("request_predict_seconds", "predict request latency", ["model_name"])
+        )
+    return _kserve_predict
 
 
 def refresh_gpu_memory() -> None:
@@ -138,6 +159,6 @@ class RequestRecord:
             self._series.succeeded[self.protocol].inc()
         else:
             REQUESTS.labels(self.model_name, self.model_version, self.protocol, self.status).inc()
-        if self._inflight is not None:
+        if self._inflight is not None and self._duration is not None:
             self._inflight.dec()
             self._duration.observe(time.perf_counter() - self._start)

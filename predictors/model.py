@@ -1,8 +1,10 @@
-"""One served model: the request path every predictor shares.
+"""One served model version: the request path every predictor shares.
 
 decode (protocol) -> validate -> batch -> run (the runtime) -> encode (protocol).
-Only the runtime differs between ONNX and Torch; this class is a kserve.Model,
-so it also runs under KServe's own ModelServer.
+Only the runtime differs between ONNX and Torch. The class knows nothing of
+servers or transports: the serving layer (predictors.serving) resolves
+requests to it, and predictors.serving.kserve_adapter wraps it as a
+kserve.Model for KServe's own ModelServer.
 """
 
 from __future__ import annotations
@@ -16,21 +18,24 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any, TypeVar
 
-import kserve
 import numpy as np
-from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from predictors import metrics
 from predictors.batching import DynamicBatcher
-from predictors.errors import InvalidInput, ModelNotReady
-from predictors.metadata import NUMPY_TO_V2, BatchingConfig, ModelMetadata
+from predictors.errors import ModelNotReady
+from predictors.metadata import BatchingConfig, ModelMetadata
 from predictors.model_store import StoredModel, verify
-from predictors.protocol.tensors import InferenceRequest, RequestTensor
+from predictors.protocol.tensors import InferenceRequest
 from predictors.runtimes import Runtime, RuntimeOptions, available_cpus, load_runtime
 from predictors.validation import validate
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+Arrays = dict[str, np.ndarray]
+#: a transport's decoder of the request it received, run in the request path
+Decode = Callable[[], InferenceRequest]
+#: a transport's encoder of the outputs into its response type
+Encode = Callable[[InferenceRequest, Arrays], T]
 
 
 class ModelState:
@@ -40,7 +45,7 @@ class ModelState:
     UNLOADED = "UNLOADED"
 
 
-class ModelplaneModel(kserve.Model):
+class ServedModel:
     def __init__(
         self,
         stored: StoredModel,
@@ -48,7 +53,8 @@ class ModelplaneModel(kserve.Model):
         name: str | None = None,
         batching: BatchingConfig | None = None,
     ) -> None:
-        super().__init__(name or stored.name)
+        self.name = name or stored.name
+        self.ready = False
         self.stored = stored
         self.version = stored.version
         self.options = options or RuntimeOptions()
@@ -70,7 +76,7 @@ class ModelplaneModel(kserve.Model):
         """Verify checksums, load, warm up. Never raises: a bad model reports why."""
         start = time.perf_counter()
         try:
-            meta = self.stored.metadata()
+            meta = self.stored.read_metadata()
             problems = verify(self.stored.path, meta)
             if problems:
                 raise RuntimeError("; ".join(problems))
@@ -133,48 +139,35 @@ class ModelplaneModel(kserve.Model):
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
-    async def close(self) -> None:
-        self.stop()
-
     # -- the request path --------------------------------------------------
     #
     # Two entry points share every step but the wait for the run: gRPC
     # handlers are threads and may run the model in place; the event loop
     # (HTTP, KServe's DataPlane) awaits a run in another thread.
 
-    def handle_in_thread(
-        self,
-        decode: Callable[[], InferenceRequest],
-        encode: Callable[[InferenceRequest, dict[str, np.ndarray]], T],
-    ) -> T:
+    def handle_in_thread(self, decode: Decode, encode: Encode[T]) -> T:
         """Run one request from a worker thread (never the event loop)."""
         request, inputs, rows = self._decode(decode)
-        with self.series.predict.time():
-            if self._batcher is not None:
-                outputs = self._batcher.infer(inputs, rows)
-            else:
-                with self._run_slots:
-                    outputs = self._run_batch(inputs, rows)
-        return self._encode(request, outputs, encode)
+        return self._encode(request, self._run_here(inputs, rows), encode)
 
-    async def handle(
-        self,
-        decode: Callable[[], InferenceRequest],
-        encode: Callable[[InferenceRequest, dict[str, np.ndarray]], T],
-    ) -> T:
+    async def handle(self, decode: Decode, encode: Encode[T]) -> T:
         """Run one request from the event loop; the model runs in a thread."""
         request, inputs, rows = self._decode(decode)
-        with self.series.predict.time():
-            if self._batcher is not None:
-                outputs = await self._batcher.infer_async(inputs, rows)
-            else:
-                loop = asyncio.get_running_loop()
-                outputs = await loop.run_in_executor(self._executor, self._run_batch, inputs, rows)
-        return self._encode(request, outputs, encode)
+        return self._encode(request, await self._run_elsewhere(inputs, rows), encode)
 
-    def _decode(
-        self, decode: Callable[[], InferenceRequest]
-    ) -> tuple[InferenceRequest, dict[str, np.ndarray], int]:
+    def _run_here(self, inputs: Arrays, rows: int) -> Arrays:
+        if self._batcher is not None:
+            return self._batcher.infer(inputs, rows)
+        with self._run_slots:
+            return self._run_batch(inputs, rows)
+
+    async def _run_elsewhere(self, inputs: Arrays, rows: int) -> Arrays:
+        if self._batcher is not None:
+            return await self._batcher.infer_async(inputs, rows)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._run_batch, inputs, rows)
+
+    def _decode(self, decode: Decode) -> tuple[InferenceRequest, Arrays, int]:
         if not self.ready or self.meta is None:
             raise ModelNotReady(self.name, self.error or f"state {self.state}")
         with self.series.stage["decode"].time():
@@ -182,71 +175,35 @@ class ModelplaneModel(kserve.Model):
             inputs, rows = validate(request, self.meta)
         return request, inputs, rows
 
-    def _encode(
-        self,
-        request: InferenceRequest,
-        outputs: dict[str, np.ndarray],
-        encode: Callable[[InferenceRequest, dict[str, np.ndarray]], T],
-    ) -> T:
+    def _encode(self, request: InferenceRequest, outputs: Arrays, encode: Encode[T]) -> T:
         if request.outputs:
             outputs = {o.name: outputs[o.name] for o in request.outputs}
         with self.series.stage["encode"].time():
             return encode(request, outputs)
 
-    def _run_batch(self, inputs: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
+    def _run_batch(self, inputs: Arrays, rows: int) -> Arrays:
         assert self.runtime is not None
         self.series.batch_size.observe(rows)
         with self.series.stage["inference"].time():
             return self.runtime.run(inputs)
 
-    # -- KServe SDK entry point ---------------------------------------------
-
-    async def predict(
-        self, payload: InferRequest, headers: dict[str, str] | None = None
-    ) -> InferResponse:
-        """Serve an InferRequest from KServe's DataPlane through the same path."""
-        if not isinstance(payload, InferRequest):
-            raise InvalidInput("modelplane models speak the V2 protocol only")
-
-        def decode() -> InferenceRequest:
-            tensors = [
-                RequestTensor(i.name, i.datatype.upper(), list(i.shape), i.as_numpy().reshape(-1))
-                for i in payload.inputs
-            ]
-            return InferenceRequest(id=payload.id or "", inputs=tensors)
-
-        def encode(request: InferenceRequest, outputs: dict[str, np.ndarray]) -> InferResponse:
-            infer_outputs = []
-            for name, array in outputs.items():
-                out = InferOutput(name, list(array.shape), NUMPY_TO_V2[array.dtype])
-                out.set_data_from_numpy(array, binary_data=False)
-                infer_outputs.append(out)
-            return InferResponse(
-                response_id=request.id,
-                model_name=self.name,
-                model_version=self.version,
-                infer_outputs=infer_outputs,
-            )
-
-        return await self.handle(decode, encode)
-
-    def get_input_types(self) -> list[dict[str, Any]]:
-        return [t.to_dict() for t in self.meta.inputs] if self.meta else []
-
-    def get_output_types(self) -> list[dict[str, Any]]:
-        return [t.to_dict() for t in self.meta.outputs] if self.meta else []
-
     # -- what clients see ---------------------------------------------------
 
-    def metadata(self, versions: list[str]) -> dict[str, Any]:
+    def input_specs(self) -> list[dict[str, Any]]:
+        return [t.to_dict() for t in self.meta.inputs] if self.meta else []
+
+    def output_specs(self) -> list[dict[str, Any]]:
+        return [t.to_dict() for t in self.meta.outputs] if self.meta else []
+
+    def v2_metadata(self, versions: list[str]) -> dict[str, Any]:
         """V2 model metadata, plus modelplane's state, batching and provenance."""
         meta = self.meta
         doc: dict[str, Any] = {
             "name": self.name,
             "versions": versions,
             "platform": meta.platform if meta else "",
-            "inputs": self.get_input_types(),
-            "outputs": self.get_output_types(),
+            "inputs": self.input_specs(),
+            "outputs": self.output_specs(),
             "parameters": {"version": self.version, "state": self.state},
         }
         if self.error:

@@ -7,15 +7,19 @@ user states input shapes and datatypes and a trial run tells the outputs.
 from __future__ import annotations
 
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from predictors.metadata import NUMPY_TO_V2, V2_TO_NUMPY, ModelMetadata, TensorSpec
+from predictors.errors import Refused
+from predictors.formats import UnknownFormat, get_format
+from predictors.metadata import ModelMetadata, TensorSpec
+from predictors.protocol.datatypes import NUMPY_TO_V2, V2_TO_NUMPY
 
 
-class InspectError(ValueError):
+class InspectError(Refused):
     """The file is not a model that modelplane can serve; the message says why."""
 
 
@@ -24,6 +28,25 @@ class TorchInput:
     name: str
     datatype: str
     shape: tuple[int, ...]  # -1 on the batch axis
+
+
+@dataclass(frozen=True)
+class Hints:
+    """What the user said about the file; each format's inspector uses what it needs."""
+
+    #: TorchScript: the inputs (files do not record them)
+    torch_inputs: list[TorchInput] = field(default_factory=list)
+    #: torch.export: names for the program's inputs (default: the graph's)
+    input_names: list[str] = field(default_factory=list)
+    #: TorchScript, torch.export: names for the outputs
+    output_names: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Inspected:
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    framework_versions: dict[str, str]
 
 
 def detect_format(path: Path) -> str:
@@ -41,7 +64,7 @@ def detect_format(path: Path) -> str:
     return "torch_export" if any(n.endswith("/archive_format") for n in names) else "torchscript"
 
 
-def inspect_onnx(path: Path) -> tuple[list[TensorSpec], list[TensorSpec], dict[str, str]]:
+def inspect_onnx(path: Path, hints: Hints) -> Inspected:
     import onnx
     import onnxruntime as ort
 
@@ -72,7 +95,7 @@ def inspect_onnx(path: Path) -> tuple[list[TensorSpec], list[TensorSpec], dict[s
         "onnxruntime": ort.__version__,
         "opset": str(max(o.version for o in model.opset_import)),
     }
-    return inputs, outputs, versions
+    return Inspected(inputs, outputs, versions)
 
 
 _ORT_TYPES = {
@@ -105,11 +128,10 @@ def _trial_run_onnx(session: object, inputs: list[TensorSpec]) -> None:
         raise InspectError(f"a trial run with zeros failed: {exc}") from exc
 
 
-def inspect_torchscript(
-    path: Path, torch_inputs: list[TorchInput], output_names: list[str]
-) -> tuple[list[TensorSpec], list[TensorSpec], dict[str, str]]:
+def inspect_torchscript(path: Path, hints: Hints) -> Inspected:
     import torch
 
+    torch_inputs, output_names = hints.torch_inputs, hints.output_names
     if not torch_inputs:
         raise InspectError(
             "TorchScript files do not record their inputs: give --input-shape (and "
@@ -145,21 +167,20 @@ def inspect_torchscript(
             shape[0] = -1
         outputs.append(TensorSpec(name, NUMPY_TO_V2[array.dtype], tuple(shape)))
     inputs = [TensorSpec(t.name, t.datatype, t.shape) for t in torch_inputs]
-    return inputs, outputs, {"torch": torch.__version__}
+    return Inspected(inputs, outputs, {"torch": torch.__version__})
 
 
-def inspect_torch_export(
-    path: Path, input_names: list[str], output_names: list[str]
-) -> tuple[list[TensorSpec], list[TensorSpec], dict[str, str]]:
+def inspect_torch_export(path: Path, hints: Hints) -> Inspected:
     """A torch.export program records its tensors; dynamic dimensions become -1."""
     import torch
 
+    input_names, output_names = hints.input_names, hints.output_names
     try:
         program = torch.export.load(str(path))
     except Exception as exc:
         raise InspectError(f"{path.name} is not a torch.export program: {exc}") from exc
 
-    def specs(values: list[object], names: list[str], kind: str) -> list[TensorSpec]:
+    def specs(values: list[tuple[str, Any]], names: list[str], kind: str) -> list[TensorSpec]:
         if names and len(names) != len(values):
             raise InspectError(f"the program has {len(values)} {kind}s, {len(names)} names given")
         found = []
@@ -183,40 +204,33 @@ def inspect_torch_export(
             program.module()(*(torch.from_numpy(arrays[t.name]) for t in inputs))
     except Exception as exc:
         raise InspectError(f"a trial run with zeros failed: {exc}") from exc
-    return inputs, outputs, {"torch": torch.__version__}
+    return Inspected(inputs, outputs, {"torch": torch.__version__})
 
 
 def metadata_for(
     path: Path,
     fmt: str | None = None,
-    torch_inputs: list[TorchInput] | None = None,
-    output_names: list[str] | None = None,
+    hints: Hints | None = None,
     labels: list[str] | None = None,
-    input_names: list[str] | None = None,
 ) -> ModelMetadata:
+    """Metadata for a model file: its format (given or detected) and its tensors."""
     if not path.is_file():
         raise InspectError(f"{path} is not a file")
-    fmt = fmt or detect_format(path)
-    if fmt == "onnx":
-        inputs, outputs, versions = inspect_onnx(path)
-    elif fmt == "torchscript":
-        inputs, outputs, versions = inspect_torchscript(
-            path, torch_inputs or [], output_names or []
-        )
-    elif fmt == "torch_export":
-        inputs, outputs, versions = inspect_torch_export(
-            path, input_names or [], output_names or []
-        )
-    else:
-        raise InspectError(f"unknown format {fmt!r}: expected onnx, torchscript or torch_export")
+    name = fmt or detect_format(path)
+    try:
+        model_format = get_format(name)
+    except UnknownFormat as exc:
+        raise InspectError(str(exc)) from exc
+    inspect = model_format.load("inspector")
+    found: Inspected = inspect(path, hints or Hints())
     return ModelMetadata(
         name="",
         version="",
-        format=fmt,
-        inputs=inputs,
-        outputs=outputs,
+        format=model_format.name,
+        inputs=found.inputs,
+        outputs=found.outputs,
         files={},
         labels=labels or [],
-        framework_versions=versions,
+        framework_versions=found.framework_versions,
         provenance={"imported_from": path.name, "by": "modelplane store add"},
     )

@@ -10,16 +10,18 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from predictors.metadata import FORMATS, METADATA_FILE, MetadataError, ModelMetadata
+from predictors.atomic import atomic_folder
+from predictors.errors import Refused
+from predictors.formats import get_format
+from predictors.metadata import METADATA_FILE, MetadataError, ModelMetadata
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
-class StoreError(ValueError):
+class StoreError(Refused):
     """A store operation was refused; the message says why."""
 
 
@@ -44,7 +46,7 @@ class StoredModel:
     version: str
     path: Path
 
-    def metadata(self) -> ModelMetadata:
+    def read_metadata(self) -> ModelMetadata:
         return ModelMetadata.read(self.path)
 
 
@@ -79,12 +81,12 @@ def discover(root: Path, names: list[str] | None = None) -> list[StoredModel]:
         raise StoreError(f"model store {root} is not a directory")
     if (root / METADATA_FILE).is_file():
         found = [_from_version_dir(root)]
-    elif any((child / METADATA_FILE).is_file() for child in root.iterdir() if child.is_dir()):
+    elif any((child / METADATA_FILE).is_file() for child in _folders(root)):
         found = [_from_version_dir(child) for child in _version_dirs(root)]
     else:
         found = [
             _from_version_dir(version_dir)
-            for model_dir in sorted(p for p in root.iterdir() if p.is_dir())
+            for model_dir in sorted(_folders(root))
             for version_dir in _version_dirs(model_dir)
         ]
     if names:
@@ -95,9 +97,22 @@ def discover(root: Path, names: list[str] | None = None) -> list[StoredModel]:
     return found
 
 
+def _folders(path: Path) -> list[Path]:
+    # Dot folders are writes in progress (predictors.atomic) or not ours.
+    return [p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")]
+
+
 def _version_dirs(model_dir: Path) -> list[Path]:
-    dirs = [p for p in model_dir.iterdir() if p.is_dir() and (p / METADATA_FILE).is_file()]
+    dirs = [p for p in _folders(model_dir) if (p / METADATA_FILE).is_file()]
     return sorted(dirs, key=lambda p: version_key(p.name))
+
+
+def newest(found: list[StoredModel], name: str) -> StoredModel:
+    """The version of `name` that answers for the name: the highest by version_key."""
+    versions = [m for m in found if m.name == name]
+    if not versions:
+        raise StoreError(f"model {name!r} is not in the store")
+    return max(versions, key=lambda m: version_key(m.version))
 
 
 def _from_version_dir(path: Path) -> StoredModel:
@@ -135,15 +150,13 @@ def add_model(
     target = model_dir / version
     if target.exists():
         raise StoreError(f"{name} version {version} already exists in {store}")
-    store.mkdir(parents=True, exist_ok=True)
-    file_name = FORMATS[metadata.format][0]
-    with tempfile.TemporaryDirectory(dir=store, prefix=".add-") as tmp:
-        staging = Path(tmp) / "version"
-        staging.mkdir()
-        shutil.copyfile(source, staging / file_name)
-        metadata.name, metadata.version = name, version
-        metadata.files = {file_name: sha256_of(staging / file_name)}
-        metadata.write(staging)
-        model_dir.mkdir(parents=True, exist_ok=True)
-        staging.rename(target)
+    file_name = get_format(metadata.format).file_name
+    try:
+        with atomic_folder(target) as staging:
+            shutil.copyfile(source, staging / file_name)
+            metadata.name, metadata.version = name, version
+            metadata.files = {file_name: sha256_of(staging / file_name)}
+            metadata.write(staging)
+    except FileExistsError as exc:
+        raise StoreError(f"{name} version {version} already exists in {store}") from exc
     return target

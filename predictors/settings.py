@@ -55,7 +55,7 @@ class ServeSettings:
         if args.batching != "model":
             batching = BatchingConfig(
                 enabled=args.batching == "on",
-                max_batch_size=args.max_batch_size,
+                max_rows=args.max_batch_size,
                 max_queue_delay_ms=args.max_queue_delay_ms,
             )
         return cls(

@@ -23,3 +23,10 @@ def test_ruff_format() -> None:
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy() -> None:
+    """The package type-checks (settings in pyproject.toml, [tool.mypy])."""
+    mypy = str(Path(sys.executable).parent / "mypy")
+    result = subprocess.run([mypy], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr

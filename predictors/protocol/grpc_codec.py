@@ -1,21 +1,14 @@
-"""V2 gRPC messages (KServe's generated `inference` protobufs) to and from numpy."""
+"""V2 gRPC messages (`inference.ModelInferRequest` / `ModelInferResponse`) to and from numpy."""
 
 from __future__ import annotations
 
 import numpy as np
-from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 
 from predictors.errors import InvalidInput
-from predictors.metadata import NUMPY_TO_V2
-from predictors.protocol.tensors import (
-    InferenceRequest,
-    RequestedOutput,
-    RequestTensor,
-    check_shape,
-    from_buffer,
-    from_values,
-    numpy_dtype,
-)
+from predictors.protocol import tensors
+from predictors.protocol.datatypes import NUMPY_TO_V2
+from predictors.protocol.grpc_messages import pb
+from predictors.protocol.tensors import InferenceRequest, RequestedOutput, RequestTensor
 
 # Which InferTensorContents field carries each datatype (V2 gRPC spec).
 CONTENTS_FIELD = {
@@ -44,14 +37,14 @@ def decode(request: pb.ModelInferRequest) -> InferenceRequest:
         raise InvalidInput("request has no inputs")
     inputs = []
     for index, tensor in enumerate(request.inputs):
-        dtype = numpy_dtype(tensor.name, tensor.datatype)
+        dtype = tensors.numpy_dtype(tensor.name, tensor.datatype)
         datatype = tensor.datatype.upper()
-        shape = check_shape(tensor.name, list(tensor.shape))
+        shape = tensors.check_shape(tensor.name, list(tensor.shape))
         if raw:
-            data = from_buffer(tensor.name, raw[index], dtype)
+            data = tensors.from_buffer(tensor.name, raw[index], dtype)
         elif datatype in CONTENTS_FIELD:
             values = getattr(tensor.contents, CONTENTS_FIELD[datatype])
-            data = from_values(tensor.name, values, datatype, dtype)
+            data = tensors.from_values(tensor.name, values, datatype, dtype)
         else:
             raise InvalidInput(
                 f"input '{tensor.name}': {datatype} data must come in raw_input_contents"

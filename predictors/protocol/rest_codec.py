@@ -12,7 +12,7 @@ import numpy as np
 import orjson
 
 from predictors.errors import InvalidInput
-from predictors.metadata import NUMPY_TO_V2
+from predictors.protocol.datatypes import NUMPY_TO_V2
 from predictors.protocol.tensors import (
     InferenceRequest,
     RequestedOutput,
@@ -62,7 +62,8 @@ def decode(body: bytes, header_length: str | None, request_id: str = "") -> Infe
         dtype = numpy_dtype(name, item.get("datatype"))
         datatype = item["datatype"].upper()
         shape = check_shape(name, item.get("shape"))
-        parameters = item.get("parameters") or {}
+        parameters = item.get("parameters")
+        parameters = {} if parameters is None else parameters
         if not isinstance(parameters, dict):
             raise InvalidInput(f"input '{name}': parameters must be an object")
         if "binary_data_size" in parameters:
@@ -96,7 +97,8 @@ def decode(body: bytes, header_length: str | None, request_id: str = "") -> Infe
         if not isinstance(doc["outputs"], list):
             raise InvalidInput("'outputs' must be a list")
         outputs = [_requested_output(o) for o in doc["outputs"]]
-    parameters = doc.get("parameters") or {}
+    parameters = doc.get("parameters")
+    parameters = {} if parameters is None else parameters
     if not isinstance(parameters, dict):
         raise InvalidInput("request parameters must be an object")
     return InferenceRequest(

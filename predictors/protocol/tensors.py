@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from predictors.errors import InvalidInput
-from predictors.metadata import V2_TO_NUMPY
+from predictors.protocol.datatypes import V2_TO_NUMPY
 
 
 @dataclass

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from predictors.formats import get_format
 from predictors.metadata import ModelMetadata
 
 
@@ -38,20 +39,10 @@ class Runtime(ABC):
 
 
 def load_runtime(path: Path, metadata: ModelMetadata, options: RuntimeOptions) -> Runtime:
-    model_file = path / metadata.model_file
-    if metadata.format == "onnx":
-        from predictors.runtimes.onnx_runtime import OnnxRuntime
-
-        return OnnxRuntime(model_file, metadata, options)
-    if metadata.format == "torchscript":
-        from predictors.runtimes.torch_runtime import TorchScriptRuntime
-
-        return TorchScriptRuntime(model_file, metadata, options)
-    if metadata.format == "torch_export":
-        from predictors.runtimes.torch_runtime import TorchExportRuntime
-
-        return TorchExportRuntime(model_file, metadata, options)
-    raise ValueError(f"no runtime for format {metadata.format!r}")
+    """Load the model file of a version folder with its format's runtime."""
+    runtime_class = get_format(metadata.format).load("runtime")
+    runtime: Runtime = runtime_class(path / metadata.model_file, metadata, options)
+    return runtime
 
 
 def available_cpus() -> int:

@@ -240,9 +240,7 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto | None:
             continue
         cast_name = f"{value.name}__fp16"
         for node in graph.node:
-            for i, name in enumerate(node.input):
-                if name == value.name:
-                    node.input[i] = cast_name
+            _rename(node.input, value.name, cast_name)
         for output in graph.output:
             if output.name == value.name:
                 return None  # an input passed straight through: leave the graph alone
@@ -258,12 +256,8 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto | None:
             continue
         inner = f"{value.name}__fp16"
         for node in graph.node:
-            for i, name in enumerate(node.output):
-                if name == value.name:
-                    node.output[i] = inner
-            for i, name in enumerate(node.input):
-                if name == value.name:
-                    node.input[i] = inner
+            _rename(node.output, value.name, inner)
+            _rename(node.input, value.name, inner)
         casts_out.append(
             helper.make_node(
                 "Cast", [inner], [value.name], to=TensorProto.FLOAT, name=f"{value.name}__fp32"
@@ -280,3 +274,10 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto | None:
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         log.warning("fp16 conversion failed its check: %s", exc)
         return None
+
+
+def _rename(names: Any, old: str, new: str) -> None:
+    """Point every use of tensor `old` in a node's input or output list at `new`."""
+    for i, name in enumerate(names):
+        if name == old:
+            names[i] = new

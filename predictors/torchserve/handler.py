@@ -25,7 +25,7 @@ import hashlib
 import json
 import logging
 import os
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -55,7 +55,7 @@ class BadRequest(ValueError):
     """The request does not match the model; answered with HTTP 400."""
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     # TorchServe maps PredictionException's code to the HTTP status; outside
     # TorchServe (unit tests) a plain ValueError says the same.
     try:
@@ -149,7 +149,7 @@ class ModelplaneHandler:
         return [v.detach().cpu().numpy() for v in values]
 
     def _v2_response(self, request: dict[str, Any], context: Any) -> dict[str, Any]:
-        outputs = self.predict(self._inputs(request.get("inputs")))
+        outputs = self.predict(self._inputs(request["inputs"]))
         response: dict[str, Any] = {
             "model_name": context.manifest["model"]["modelName"],
             "model_version": str(context.manifest["model"].get("modelVersion", "")),

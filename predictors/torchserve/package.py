@@ -8,7 +8,7 @@ model names from `model_snapshot` in that file. So the folder written here is:
     <out>/config/config.properties
     <out>/model-store/<served-name>.mar    (model.pt + metadata.json + handler.py)
 
-Everything is written to a temporary sibling of <out> and renamed into place,
+Everything is written beside <out> and renamed into place (predictors.atomic),
 so a failure leaves <out> as it was.
 """
 
@@ -18,10 +18,12 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from predictors.atomic import atomic_folder
+from predictors.errors import Refused
+from predictors.formats import FORMATS, get_format
 from predictors.metadata import ModelMetadata
 from predictors.model_store import NAME_RE, StoreError, discover, verify, version_key
 
@@ -29,7 +31,7 @@ HANDLER = Path(__file__).with_name("handler.py")
 KSERVE_MODEL_STORE = "/mnt/models/model-store"
 
 
-class PackageError(ValueError):
+class PackageError(Refused):
     """Packaging was refused or failed; the message says why."""
 
 
@@ -133,12 +135,12 @@ def _select(store: Path, models: list[str] | None) -> list[tuple[ModelMetadata, 
     for stored in sorted(found, key=lambda s: (s.name, version_key(s.version))):
         if wanted and not any(n == stored.name and v in (None, stored.version) for n, v in wanted):
             continue
-        meta = stored.metadata()
-        if meta.format != "torchscript":
+        meta = stored.read_metadata()
+        if not get_format(meta.format).torchserve:
             if wanted:
                 raise PackageError(
-                    f"{stored.name}:{stored.version} is {meta.format}; TorchServe "
-                    "packaging takes TorchScript (format torchscript) models"
+                    f"{stored.name}:{stored.version} is {meta.format}; TorchServe packaging "
+                    f"takes {', '.join(f.name for f in FORMATS.values() if f.torchserve)} models"
                 )
             continue
         chosen[stored.name] = (meta, stored.path)  # sorted: the newest version wins
@@ -201,11 +203,9 @@ def package(
     if out.exists() and any(out.iterdir()) and not force:
         raise PackageError(f"{out} is not empty; give --force to replace it")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
     packaged: list[Packaged] = []
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}-") as tmp:
-        staging = Path(tmp) / "out"
-        (staging / "config").mkdir(parents=True)
+    with atomic_folder(out, replace=True) as staging:
+        (staging / "config").mkdir()
         (staging / "model-store").mkdir()
         for (meta, path), name in zip(selected, names, strict=True):
             mar = _archive(meta, path, name, staging / "model-store")
@@ -220,8 +220,4 @@ def package(
             for f in files:
                 os.chmod(Path(root) / f, 0o644)
         os.chmod(staging, 0o755)
-        if out.exists():
-            old = Path(tmp) / "old"
-            out.rename(old)
-        staging.rename(out)
     return packaged

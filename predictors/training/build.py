@@ -7,7 +7,6 @@ with the same library versions gives the same weights and accuracy.
 from __future__ import annotations
 
 import platform
-import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,10 +18,13 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
+from predictors.atomic import atomic_folder
+from predictors.export import export_checked
+from predictors.formats import FORMATS
 from predictors.metadata import BatchingConfig, ModelMetadata, TensorSpec
 from predictors.model_store import sha256_of
 from predictors.training import datasets
-from predictors.training.networks import DigitsCNN, WineMLP
+from predictors.training.networks import Classifier, DigitsCNN, WineMLP
 
 SEED = 20261123
 VERSION = "1"
@@ -36,7 +38,7 @@ class Recipe:
     epochs: int
     lr: float
     split: Callable[[int], datasets.Split]
-    network: Callable[[datasets.Split], nn.Module]
+    network: Callable[[datasets.Split], Classifier]
 
 
 RECIPES = [
@@ -55,7 +57,7 @@ RECIPES = [
 ]
 
 
-def train(recipe: Recipe, split: datasets.Split, progress: Progress) -> nn.Module:
+def train(recipe: Recipe, split: datasets.Split, progress: Progress) -> Classifier:
     torch.manual_seed(SEED)
     model = recipe.network(split)
     optimiser = torch.optim.Adam(model.parameters(), lr=recipe.lr)
@@ -81,40 +83,12 @@ def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return float((probabilities.argmax(axis=1) == labels).mean())
 
 
-def export_onnx(model: nn.Module, example: torch.Tensor, input_name: str, path: Path) -> None:
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    torch.onnx.export(
-        model,
-        (example,),
-        str(path),
-        input_names=[input_name],
-        output_names=["probabilities"],
-        dynamic_shapes=({0: batch},),
-        dynamo=True,
-        external_data=False,
-        optimize=True,
-    )
-    # The exporter records a stack trace per node, with this checkout's
-    # absolute paths: drop that metadata, so the file is the same from any
-    # checkout (and tells nothing about the machine that built it).
-    exported = onnx.load(str(path))
-    for node in exported.graph.node:
-        del node.metadata_props[:]
-    onnx.save(exported, str(path))
-
-
-def export_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> None:
-    traced = torch.jit.trace(model, example)
-    traced.save(str(path))
-
-
 def build_family(recipe: Recipe, out: Path, progress: Progress) -> list[ModelMetadata]:
     import onnxruntime as ort
     import sklearn
 
     split = recipe.split(SEED)
     model = train(recipe, split, progress)
-    example = torch.from_numpy(split.x_test[:2])
     with torch.inference_mode():
         torch_probs = model(torch.from_numpy(split.x_test)).numpy()
     acc = accuracy(torch_probs, split.y_test)
@@ -129,34 +103,24 @@ def build_family(recipe: Recipe, out: Path, progress: Progress) -> list[ModelMet
     inputs = [TensorSpec(recipe.input_name, "FP32", (-1, *recipe.input_shape))]
     outputs = [TensorSpec("probabilities", "FP32", (-1, len(split.labels)))]
     written = []
-    for suffix, fmt, file_name in (
-        ("onnx", "onnx", "model.onnx"),
-        ("torch", "torchscript", "model.pt"),
-    ):
-        name = f"{recipe.family}-{suffix}"
+    for model_format in (FORMATS["onnx"], FORMATS["torchscript"]):
+        name = f"{recipe.family}-{model_format.store_suffix}"
         version_dir = out / name / VERSION
         version_dir.mkdir(parents=True)
-        if fmt == "onnx":
-            export_onnx(model, example, recipe.input_name, version_dir / file_name)
-            session = ort.InferenceSession(str(version_dir / file_name))
-            exported = session.run(None, {recipe.input_name: split.x_test})[0]
-        else:
-            export_torchscript(model, example, version_dir / file_name)
-            loaded = torch.jit.load(str(version_dir / file_name))
-            with torch.inference_mode():
-                exported = loaded(torch.from_numpy(split.x_test)).numpy()
-        # The export must compute what the trained model computes.
-        np.testing.assert_allclose(exported, torch_probs, atol=1e-5)
+        # Checked on the held-out set: the export computes what was evaluated.
+        model_file = export_checked(
+            model, model_format, inputs[0], outputs[0], version_dir, split.x_test
+        )
         meta = ModelMetadata(
             name=name,
             version=VERSION,
-            format=fmt,
+            format=model_format.name,
             inputs=inputs,
             outputs=outputs,
-            files={file_name: sha256_of(version_dir / file_name)},
+            files={model_file.name: sha256_of(model_file)},
             labels=split.labels,
             max_batch_size=256,
-            batching=BatchingConfig(enabled=True, max_batch_size=32, max_queue_delay_ms=0.0),
+            batching=BatchingConfig(enabled=True, max_rows=32, max_queue_delay_ms=0.0),
             metrics={
                 "heldout_accuracy": round(acc, 6),
                 "heldout_samples": float(len(split.y_test)),
@@ -192,15 +156,14 @@ def build_store(store: Path, families: list[str] | None = None) -> list[ModelMet
                 TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), transient=False
             ) as progress,
         ):
+            # Train and export everything first: a failure changes nothing.
             staging = Path(tmp)
             for recipe in recipes:
                 written += build_family(recipe, staging, progress)
             for meta in written:
-                target = store / meta.name / meta.version
-                if target.exists():
-                    shutil.rmtree(target)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                (staging / meta.name / meta.version).rename(target)
+                with atomic_folder(store / meta.name / meta.version, replace=True) as target:
+                    for item in (staging / meta.name / meta.version).iterdir():
+                        item.rename(target / item.name)
     finally:
         torch.set_num_threads(threads)
     return written

@@ -5,6 +5,7 @@ Tests use the same split to check served accuracy against metadata.json.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,3 +48,7 @@ def wine(seed: int) -> Split:
         x, y, test_size=TEST_FRACTION, random_state=seed, stratify=y
     )
     return Split(x_tr, y_tr, x_te, y_te, [str(n) for n in data.target_names])
+
+
+#: the bundled model families, by name (`store build --only`, `train --family`)
+FAMILIES: dict[str, Callable[[int], Split]] = {"digits": digits, "wine": wine}

@@ -6,7 +6,17 @@ import torch
 from torch import nn
 
 
-class DigitsCNN(nn.Module):
+class Classifier(nn.Module):
+    """Trained on logits (cross-entropy), served as probabilities."""
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.logits(x), dim=1)
+
+
+class DigitsCNN(Classifier):
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(
@@ -23,12 +33,12 @@ class DigitsCNN(nn.Module):
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.logits(x), dim=1)
 
-
-class WineMLP(nn.Module):
+class WineMLP(Classifier):
     """Standardisation is part of the model, so clients send raw measurements."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         super().__init__()
@@ -38,6 +48,3 @@ class WineMLP(nn.Module):
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.net((x - self.mean) / self.std)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.logits(x), dim=1)

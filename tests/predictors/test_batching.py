@@ -117,7 +117,7 @@ def test_batching_settings_are_in_metadata(batching_server: Server) -> None:
     meta = httpx.get(f"http://{batching_server.http_url}/v2/models/digits-onnx").json()
     assert meta["parameters"]["batching"] == {
         "enabled": True,
-        "max_batch_size": 16,
+        "max_rows": 16,
         "max_queue_delay_ms": 20.0,
     }
 
@@ -168,7 +168,7 @@ def test_requests_with_different_row_shapes_are_not_stacked() -> None:
 
     with ThreadPoolExecutor(1) as executor:
         batcher = DynamicBatcher(
-            run, BatchingConfig(True, max_batch_size=64, max_queue_delay_ms=200), executor
+            run, BatchingConfig(True, max_rows=64, max_queue_delay_ms=200), executor
         )
         # A model with a dynamic second axis (say, sequence length): rows of
         # width 3 and of width 5 cannot go into one array.
@@ -191,7 +191,7 @@ def test_a_failing_batch_fails_its_callers_and_the_next_batch_runs() -> None:
         batcher = DynamicBatcher(
             # The leader waits (up to 10 s) until all four rows are queued.
             run,
-            BatchingConfig(True, max_batch_size=4, max_queue_delay_ms=10_000),
+            BatchingConfig(True, max_rows=4, max_queue_delay_ms=10_000),
             executor,
         )
         failed = run_in_threads(batcher, [np.full((1, 2), -1.0)] + [np.ones((1, 2))] * 3)

@@ -1,0 +1,197 @@
+"""Closed-loop load and what it measured: one Cell per combination.
+
+Each of C callers sends its next request as soon as the last one came back.
+Throughput counts requests that finished inside the measured window; latency
+uses those wholly inside it; CPU is sampled at the window's ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# A request that takes longer than this is an error, so a stuck server cannot
+# stall the bench; each cell also stops issuing requests at its deadline.
+REQUEST_TIMEOUT_S = 30.0
+
+RAW = "raw"
+SERVED = "modelplane"
+
+
+@dataclass
+class Cell:
+    """One measured combination; `target` is raw (in-process) or modelplane."""
+
+    model: str
+    target: str
+    runtime: str  # onnxruntime | torchscript
+    protocol: str  # grpc | http | in-process
+    batching: str  # on | off | - (raw)
+    concurrency: int
+    requests: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    throughput_rps: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    mean_ms: float = 0.0
+    #: this cell over the raw runtime at the same concurrency (None for raw)
+    throughput_vs_raw: float | None = None
+    p50_vs_raw: float | None = None
+    #: CPU seconds the server process (and this load generator) spent in the
+    #: measured window, per request that finished in it, in microseconds
+    server_cpu_us: float | None = None
+    client_cpu_us: float | None = None
+    first_error: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str, int]:
+        return (self.model, self.protocol, self.batching, self.concurrency)
+
+
+@dataclass
+class _Samples:
+    """Start and end times of completed requests, filled by the callers."""
+
+    starts: list[float] = field(default_factory=list)
+    ends: list[float] = field(default_factory=list)
+    errors: int = 0
+    first_error: str | None = None
+
+    def record(self, start: float, end: float) -> None:
+        self.starts.append(start)
+        self.ends.append(end)
+
+    def fail(self, exc: BaseException) -> None:
+        self.errors += 1
+        if self.first_error is None:
+            self.first_error = f"{type(exc).__name__}: {exc}"[:300]
+
+
+def summarise(cell: Cell, samples: _Samples, window: tuple[float, float]) -> Cell:
+    """Throughput: requests that finished in the window; latency: those wholly in it."""
+    import numpy as np
+
+    begin, end = window
+    starts = np.asarray(samples.starts)
+    ends = np.asarray(samples.ends)
+    finished = int(np.count_nonzero((ends >= begin) & (ends <= end)))
+    inside = (starts >= begin) & (ends <= end)
+    latencies_ms = (ends[inside] - starts[inside]) * 1000.0
+    cell.requests = finished
+    cell.errors = samples.errors
+    cell.first_error = samples.first_error
+    cell.seconds = end - begin
+    cell.throughput_rps = finished / cell.seconds if cell.seconds > 0 else 0.0
+    if latencies_ms.size:
+        p50, p99 = np.percentile(latencies_ms, [50, 99])
+        cell.p50_ms, cell.p99_ms = float(p50), float(p99)
+        cell.mean_ms = float(latencies_ms.mean())
+    return cell
+
+
+def window_after(warmup: float, duration: float) -> tuple[float, float]:
+    begin = time.perf_counter() + warmup
+    return begin, begin + duration
+
+
+def measure_raw(
+    run: Callable[[dict[str, np.ndarray]], Any],
+    inputs: list[dict[str, np.ndarray]],
+    cell: Cell,
+    warmup: float,
+    duration: float,
+) -> Cell:
+    """C threads, each calling the runtime in a closed loop (both runtimes release the GIL)."""
+    for request in inputs[:8]:  # first runs allocate; no one should time those
+        run(request)
+    samples = _Samples()
+    lock = threading.Lock()
+    window = window_after(warmup, duration)
+
+    def caller(offset: int) -> None:
+        local: list[tuple[float, float]] = []
+        i = offset
+        while True:
+            start = time.perf_counter()
+            if start >= window[1]:
+                break
+            run(inputs[i % len(inputs)])
+            local.append((start, time.perf_counter()))
+            i += 1
+        with lock:
+            for s, e in local:
+                samples.record(s, e)
+
+    threads = [
+        threading.Thread(target=caller, args=(n * 7,), daemon=True) for n in range(cell.concurrency)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        # Bounded: each caller stops at the window's end plus one run.
+        t.join(window[1] - time.perf_counter() + REQUEST_TIMEOUT_S)
+    return summarise(cell, samples, window)
+
+
+async def cpu_in_window(window: tuple[float, float], server_pid: int) -> tuple[float, float]:
+    """CPU seconds of the server process and of this process between the window's ends."""
+    import psutil
+
+    server = psutil.Process(server_pid)
+
+    def sample() -> tuple[float, float]:
+        times = server.cpu_times()
+        return times.user + times.system, time.process_time()
+
+    await asyncio.sleep(max(0.0, window[0] - time.perf_counter()))
+    server_start, client_start = sample()
+    await asyncio.sleep(max(0.0, window[1] - time.perf_counter()))
+    server_end, client_end = sample()
+    return server_end - server_start, client_end - client_start
+
+
+async def drive(
+    call: Callable[[int], Awaitable[Any]],
+    cell: Cell,
+    warmup: float,
+    duration: float,
+    server_pid: int | None = None,
+) -> Cell:
+    samples = _Samples()
+    # Check the path works before loading it: one failure here says why at once.
+    await call(0)
+    window = window_after(warmup, duration)
+    cpu = asyncio.create_task(cpu_in_window(window, server_pid)) if server_pid else None
+
+    async def caller(offset: int) -> None:
+        i = offset
+        while True:
+            start = time.perf_counter()
+            if start >= window[1]:
+                return
+            try:
+                await call(i)
+            except Exception as exc:
+                samples.fail(exc)
+                if samples.errors > 100:  # the server is not answering; end the cell
+                    return
+            else:
+                samples.record(start, time.perf_counter())
+            i += 1
+
+    await asyncio.gather(*(caller(n * 7) for n in range(cell.concurrency)))
+    cell = summarise(cell, samples, window)
+    if cpu is not None:
+        server_s, client_s = await cpu
+        if cell.requests:
+            cell.server_cpu_us = server_s / cell.requests * 1e6
+            cell.client_cpu_us = client_s / cell.requests * 1e6
+    return cell

@@ -1,0 +1,5 @@
+import sys
+
+from predictors.cli import main
+
+sys.exit(main())

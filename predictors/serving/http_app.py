@@ -1,0 +1,106 @@
+"""V2 REST endpoints (and /metrics) as a FastAPI app.
+
+Bodies are read as bytes and decoded by rest_codec whatever the
+Content-Type, so tritonclient (which may send application/octet-stream),
+curl and httpx all work, with or without binary tensors.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request, Response
+from prometheus_client import REGISTRY, exposition
+
+import predictors
+from predictors import metrics
+from predictors.errors import ServingError
+from predictors.protocol import rest_codec
+from predictors.serving.repository import ModelRepository
+from predictors.serving.requests import inference
+from predictors.serving.status import client_message, http_status, is_server_fault
+
+log = logging.getLogger(__name__)
+
+
+def _json(doc: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(doc), status_code=status, media_type="application/json")
+
+
+def _error(exc: BaseException) -> Response:
+    if is_server_fault(exc):
+        log.exception("request failed", exc_info=exc)
+    return _json({"error": client_message(exc)}, http_status(exc))
+
+
+def create_app(repository: ModelRepository) -> FastAPI:
+    app = FastAPI(title="modelplane", version=predictors.__version__, docs_url=None, redoc_url=None)
+
+    @app.exception_handler(ServingError)
+    async def serving_error(request: Request, exc: ServingError) -> Response:
+        return _error(exc)
+
+    @app.get("/")
+    @app.get("/v2/health/live")
+    async def live() -> Response:
+        return _json({"live": True})
+
+    @app.get("/v2/health/ready")
+    async def ready() -> Response:
+        is_ready = repository.server_ready()
+        return _json({"ready": is_ready}, 200 if is_ready else 503)
+
+    @app.get("/v2")
+    async def server_metadata() -> Response:
+        return _json(repository.server_metadata())
+
+    @app.get("/v2/models")
+    async def list_models() -> Response:
+        return _json({"models": sorted(repository.versions)})
+
+    @app.get("/v2/models/{name}")
+    @app.get("/v2/models/{name}/versions/{version}")
+    async def model_metadata(name: str, version: str | None = None) -> Response:
+        model = repository.resolve(name, version)
+        return _json(model.v2_metadata(repository.version_list(name)))
+
+    @app.get("/v2/models/{name}/ready")
+    @app.get("/v2/models/{name}/versions/{version}/ready")
+    async def model_ready(name: str, version: str | None = None) -> Response:
+        model = repository.resolve(name, version)
+        doc = {"name": name, "version": model.version, "ready": model.ready}
+        if model.error:
+            doc["error"] = model.error
+        return _json(doc, 200 if model.ready else 503)
+
+    @app.post("/v2/models/{name}/infer")
+    @app.post("/v2/models/{name}/versions/{version}/infer")
+    async def infer(name: str, request: Request, version: str | None = None) -> Response:
+        try:
+            with inference(repository, "http", name, version) as model:
+                body = await request.body()
+                header_length = request.headers.get(rest_codec.HEADER_LENGTH)
+                request_id = request.headers.get("x-request-id", "")
+                payload, json_length = await model.handle(
+                    lambda: rest_codec.decode(body, header_length, request_id),
+                    lambda req, outputs: rest_codec.encode(model.name, model.version, req, outputs),
+                )
+        except Exception as exc:
+            return _error(exc)
+        if json_length is None:
+            return Response(payload, media_type="application/json")
+        return Response(
+            payload,
+            media_type="application/octet-stream",
+            headers={"Inference-Header-Content-Length": str(json_length)},
+        )
+
+    @app.get("/metrics")
+    async def prometheus(request: Request) -> Response:
+        metrics.refresh_gpu_memory()
+        encoder, content_type = exposition.choose_encoder(request.headers.get("accept", ""))
+        return Response(encoder(REGISTRY), headers={"Content-Type": content_type})
+
+    return app

@@ -1,0 +1,42 @@
+"""One inference request's bookkeeping, the same for HTTP and gRPC.
+
+Resolving the model, the request metrics (count by status, duration,
+in-flight, KServe's predict histogram) and the status a failure is counted
+under all happen here, so the two transports cannot drift apart: each only
+decodes, encodes and turns an exception into its own kind of error reply.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from predictors import metrics
+from predictors.model import ServedModel
+from predictors.serving.repository import ModelRepository
+from predictors.serving.status import http_status
+
+
+@contextmanager
+def inference(
+    repository: ModelRepository, protocol: str, name: str, version: str | None
+) -> Iterator[ServedModel]:
+    """Resolve the model and account for the request; exceptions pass through, counted."""
+    record = metrics.RequestRecord(protocol)
+    start = time.perf_counter()
+    model: ServedModel | None = None
+    try:
+        model = repository.resolve(name, version)
+        record.served_by(model.name, model.version, model.series)
+        yield model
+    except Exception as exc:
+        # gRPC codes are counted as the HTTP status of the same error.
+        record.status = str(http_status(exc))
+        raise
+    finally:
+        if model is not None:
+            metrics.kserve_predict_histogram().labels(model_name=model.name).observe(
+                time.perf_counter() - start
+            )
+        record.finish()

@@ -1,0 +1,126 @@
+"""`modelplane serve`: V2 over HTTP and gRPC for every model in a store.
+
+Both listeners open at once (models load in the background; readiness says
+when each is ready), serve `/versions/{v}`, and drain in-flight requests on
+SIGTERM before exiting. This is not a kserve.ModelServer: KServe's module
+parses sys.argv and registers its own copy of the `inference.*` protobufs at
+import, and the server it starts runs sync handlers on the event loop. The
+flags are KServe's (predictors.settings), so a ServingRuntime passes the
+arguments it passes to any KServe predictor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import prometheus_client
+import uvicorn
+
+from predictors.model import ServedModel
+from predictors.model_store import StoreError, discover
+from predictors.serving.grpc_servicer import create_grpc_server
+from predictors.serving.http_app import create_app
+from predictors.serving.repository import ModelRepository
+from predictors.settings import ServeSettings
+
+log = logging.getLogger(__name__)
+
+
+class _Uvicorn(uvicorn.Server):
+    """Uvicorn without its own signal handlers: the model server drains both protocols."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def build_models(settings: ServeSettings) -> list[ServedModel]:
+    stored = discover(settings.model_store, settings.models)
+    if not stored:
+        raise StoreError(f"no models found in {settings.model_store}")
+    if settings.model_name:
+        names = {m.name for m in stored}
+        if len(names) != 1:
+            raise StoreError(
+                f"--model_name {settings.model_name} needs exactly one model in "
+                f"{settings.model_store}, found {', '.join(sorted(names))} (use --models)"
+            )
+    return [
+        ServedModel(s, settings.runtime, settings.model_name, settings.batching) for s in stored
+    ]
+
+
+class ModelplaneServer:
+    def __init__(self, settings: ServeSettings, models: list[ServedModel]) -> None:
+        if settings.workers != 1:
+            # One process per pod: inference already runs off the event loop
+            # in threads, metrics stay exact without a multiprocess registry,
+            # and the model is in memory once. Scale with replicas instead.
+            raise ValueError("--workers must be 1: run more replicas to scale (see README)")
+        self.settings = settings
+        self.repository = ModelRepository(models)
+        self._stop = asyncio.Event()
+
+    def start(self) -> None:
+        # `_created` samples double the series and no dashboard reads them.
+        prometheus_client.disable_created_metrics()
+        asyncio.run(self.serve())
+
+    def stop(self, sig: int) -> None:
+        log.info("received %s: draining in-flight requests", signal.Signals(sig).name)
+        self.repository.draining = True
+        self._stop.set()
+
+    async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop, sig)
+        s = self.settings
+        http = _Uvicorn(
+            uvicorn.Config(
+                create_app(self.repository),
+                host=s.host,
+                port=s.http_port,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                timeout_graceful_shutdown=int(s.grace_period),
+            )
+        )
+        grpc_server = None
+        if s.enable_grpc:
+            host = f"[{s.host}]" if ":" in s.host else s.host
+            grpc_server = create_grpc_server(
+                self.repository, f"{host}:{s.grpc_port}", s.grpc_threads
+            )
+            grpc_server.start()
+            log.info("gRPC listening on %s:%d", s.host, s.grpc_port)
+        http_task = asyncio.create_task(http.serve(), name="http")
+        load_task = asyncio.create_task(self.repository.load_all(), name="load-models")
+        stop_task = asyncio.create_task(self._stop.wait())
+        await asyncio.wait({http_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        if http_task.done() and not self._stop.is_set():
+            # HTTP could not start (port taken, say): fail loudly, not half-up.
+            self.repository.draining = True
+            if grpc_server is not None:
+                grpc_server.stop(0)
+            load_task.cancel()
+            http_task.result()
+            raise SystemExit("HTTP server stopped unexpectedly")
+
+        # Drain: both servers stop taking new requests and wait for the ones
+        # in flight (up to the grace period); batchers finish their queues.
+        http.should_exit = True
+        stops: list[asyncio.Future[Any]] = [http_task]
+        if grpc_server is not None:
+            stopped = grpc_server.stop(s.grace_period)  # a threading.Event
+            stops.append(asyncio.ensure_future(asyncio.to_thread(stopped.wait)))
+        await asyncio.gather(*stops, return_exceptions=True)
+        load_task.cancel()
+        self.repository.close()
+        log.info("stopped")

@@ -128,13 +128,16 @@ class ServedModel:
     @staticmethod
     def _warmup_inputs(meta: ModelMetadata) -> dict[str, np.ndarray]:
         return {
-            t.name: np.zeros([1 if d == -1 else d for d in t.shape], dtype=t.dtype)
+            t.name: np.full(
+                [1 if d == -1 else d for d in t.shape], "" if t.dtype.kind == "O" else 0, t.dtype
+            )
             for t in meta.inputs
         }
 
     def stop(self) -> None:
         metrics.MODEL_READY.labels(self.name, self.version).set(0)
         self.ready = False
+        # BYTES inputs reach runtimes as text (validation.validate): empty strings.
         self.state = ModelState.UNLOADED
         if self._executor is not None:
             self._executor.shutdown(wait=True)

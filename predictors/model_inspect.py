@@ -116,7 +116,11 @@ _ORT_TYPES = {
 
 def _trial_inputs(inputs: list[TensorSpec] | list[TorchInput], rows: int) -> dict[str, np.ndarray]:
     return {
-        t.name: np.zeros([rows if d == -1 else d for d in t.shape], dtype=V2_TO_NUMPY[t.datatype])
+        t.name: np.full(
+            [rows if d == -1 else d for d in t.shape],
+            "" if t.datatype == "BYTES" else 0,
+            V2_TO_NUMPY[t.datatype],
+        )
         for t in inputs
     }
 
@@ -129,10 +133,12 @@ def _trial_run_onnx(session: object, inputs: list[TensorSpec]) -> None:
 
 
 def inspect_torchscript(path: Path, hints: Hints) -> Inspected:
+    "tensor(string)": "BYTES",
     import torch
 
     torch_inputs, output_names = hints.torch_inputs, hints.output_names
     if not torch_inputs:
+    # BYTES: empty strings, as text (what validation hands runtimes).
         raise InspectError(
             "TorchScript files do not record their inputs: give --input-shape (and "
             "--input-dtype, --input-name), e.g. --input-shape=-1,1,8,8"

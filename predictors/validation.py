@@ -12,6 +12,7 @@ import numpy as np
 
 from predictors.errors import InvalidInput
 from predictors.metadata import ModelMetadata, TensorSpec
+from predictors.protocol import bytes_tensors
 from predictors.protocol.tensors import InferenceRequest
 
 
@@ -24,7 +25,12 @@ def _describe(spec: TensorSpec) -> str:
 
 
 def validate(request: InferenceRequest, meta: ModelMetadata) -> tuple[dict[str, np.ndarray], int]:
-    """Return the inputs as shaped arrays in model order, and the batch size."""
+    """Return the inputs as shaped arrays in model order, and the batch size.
+
+    BYTES inputs come back as UTF-8 text (object arrays of str): the runtime
+    that takes strings (onnxruntime) wants that, and a bad element is named
+    here, per request, rather than failing a whole batch later.
+    """
     expected = {spec.name: spec for spec in meta.inputs}
     given: dict[str, np.ndarray] = {}
     batch_sizes: dict[str, int] = {}
@@ -56,7 +62,10 @@ def validate(request: InferenceRequest, meta: ModelMetadata) -> tuple[dict[str, 
                 f"input '{tensor.name}': shape {_fmt(shape)} needs {count} values, "
                 f"got {tensor.data.size}"
             )
-        given[tensor.name] = tensor.data.reshape(shape)
+        data = tensor.data
+        if spec.datatype == bytes_tensors.BYTES:
+            data = bytes_tensors.as_text(tensor.name, data)
+        given[tensor.name] = data.reshape(shape)
         if spec.batched:
             batch_sizes[tensor.name] = shape[0]
 

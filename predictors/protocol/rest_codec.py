@@ -12,8 +12,10 @@ import numpy as np
 import orjson
 
 from predictors.errors import InvalidInput
-from predictors.protocol.datatypes import NUMPY_TO_V2
+from predictors.protocol import bytes_tensors
+from predictors.protocol.datatypes import datatype_of
 from predictors.protocol.tensors import (
+    NO_DATA,
     InferenceRequest,
     RequestedOutput,
     RequestTensor,
@@ -21,6 +23,9 @@ from predictors.protocol.tensors import (
     from_buffer,
     from_values,
     numpy_dtype,
+    shared_memory_ref,
+    wire_bytes,
+    wire_size,
 )
 
 HEADER_LENGTH = "inference-header-content-length"
@@ -66,6 +71,15 @@ def decode(body: bytes, header_length: str | None, request_id: str = "") -> Infe
         parameters = {} if parameters is None else parameters
         if not isinstance(parameters, dict):
             raise InvalidInput(f"input '{name}': parameters must be an object")
+        shared = shared_memory_ref(f"input '{name}'", parameters)
+        if shared is not None:
+            if "data" in item or "binary_data_size" in parameters:
+                raise InvalidInput(
+                    f"input '{name}' is in shared memory; it cannot also have 'data' or "
+                    "binary_data_size"
+                )
+            inputs.append(RequestTensor(name, datatype, shape, NO_DATA, shared))
+            continue
         if "binary_data_size" in parameters:
             size = parameters["binary_data_size"]
             if not isinstance(size, int) or size < 0:
@@ -114,8 +128,11 @@ def _requested_output(raw: Any) -> RequestedOutput:
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
         raise InvalidInput("each requested output must be an object with a 'name' string")
     parameters = raw.get("parameters") or {}
-    binary = parameters.get("binary_data") if isinstance(parameters, dict) else None
-    return RequestedOutput(raw["name"], None if binary is None else bool(binary))
+    if not isinstance(parameters, dict):
+        raise InvalidInput(f"output '{raw['name']}': parameters must be an object")
+    binary = parameters.get("binary_data")
+    shared = shared_memory_ref(f"output '{raw['name']}'", parameters)
+    return RequestedOutput(raw["name"], None if binary is None else bool(binary), shared)
 
 
 def encode(
@@ -125,23 +142,31 @@ def encode(
     outputs: dict[str, np.ndarray],
 ) -> tuple[bytes, int | None]:
     """Response body, and the JSON length when binary outputs follow it."""
-    binary_for = {o.name: o.binary for o in request.outputs or []}
+    requested = {o.name: o for o in request.outputs or []}
     entries = []
     chunks: list[bytes] = []
     for name, array in outputs.items():
-        entry: dict[str, Any] = {
-            "name": name,
-            "datatype": NUMPY_TO_V2[array.dtype],
-            "shape": list(array.shape),
-        }
-        wants_binary = binary_for.get(name)
+        datatype = datatype_of(array.dtype)
+        entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+        wanted = requested.get(name)
+        if wanted is not None and wanted.shared_memory is not None:
+            # Already written to the region by the serving layer; say where and how much.
+            entry["parameters"] = {
+                "shared_memory_region": wanted.shared_memory.region,
+                "shared_memory_byte_size": wire_size(array),
+                "shared_memory_offset": wanted.shared_memory.offset,
+            }
+            entries.append(entry)
+            continue
+        wants_binary = wanted.binary if wanted is not None else None
         if wants_binary is None:
             wants_binary = request.binary_output
         if wants_binary:
-            raw = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False)
-            chunk = raw.tobytes()
+            chunk = wire_bytes(array)
             entry["parameters"] = {"binary_data_size": len(chunk)}
             chunks.append(chunk)
+        elif datatype == bytes_tensors.BYTES:
+            entry["data"] = bytes_tensors.to_json(name, array)
         else:
             entry["data"] = np.ascontiguousarray(array).reshape(-1)
         entries.append(entry)

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from predictors.errors import InvalidInput
+from predictors.protocol import bytes_tensors
 from predictors.protocol.datatypes import V2_TO_NUMPY
+
+#: the data of an input whose bytes are still in shared memory (see shared_memory)
+NO_DATA = np.empty(0, dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class SharedMemoryRef:
+    """Where a tensor's bytes are in a registered shared-memory region (Triton's extension)."""
+
+    region: str
+    byte_size: int
+    offset: int = 0
 
 
 @dataclass
@@ -18,6 +32,9 @@ class RequestTensor:
     shape: list[int]
     #: flat, in the request's datatype; often a read-only view of the request bytes
     data: np.ndarray
+    #: set when the data is in shared memory: `data` is NO_DATA until the serving
+    #: layer reads the region (predictors.serving.shared_memory)
+    shared_memory: SharedMemoryRef | None = None
 
 
 @dataclass
@@ -25,6 +42,8 @@ class RequestedOutput:
     name: str
     #: REST only: send this output as binary (None = request default)
     binary: bool | None = None
+    #: write this output into a shared-memory region instead of the response
+    shared_memory: SharedMemoryRef | None = None
 
 
 @dataclass
@@ -57,7 +76,9 @@ def check_shape(tensor_name: str, shape: object) -> list[int]:
 
 
 def from_buffer(tensor_name: str, buffer: bytes | memoryview, dtype: np.dtype) -> np.ndarray:
-    """A zero-copy view of little-endian tensor bytes."""
+    """A zero-copy view of little-endian tensor bytes (BYTES: its length-prefixed elements)."""
+    if dtype == bytes_tensors.OBJECT:
+        return bytes_tensors.deserialize(tensor_name, buffer)
     if len(buffer) % dtype.itemsize:
         raise InvalidInput(
             f"input '{tensor_name}': {len(buffer)} bytes of binary data is not a whole number "
@@ -67,7 +88,9 @@ def from_buffer(tensor_name: str, buffer: bytes | memoryview, dtype: np.dtype) -
 
 
 def from_values(tensor_name: str, values: object, datatype: str, dtype: np.dtype) -> np.ndarray:
-    """Numbers from JSON (or a protobuf repeated field) as a flat array."""
+    """Numbers from JSON (or a protobuf repeated field) as a flat array; BYTES: strings."""
+    if datatype == bytes_tensors.BYTES:
+        return bytes_tensors.from_json(tensor_name, values)
     try:
         array = np.asarray(values)
     except ValueError as exc:  # ragged nested lists
@@ -91,3 +114,47 @@ def from_values(tensor_name: str, values: object, datatype: str, dtype: np.dtype
 
 def _describe_kind(kind: str) -> str:
     return {"U": "strings", "S": "bytes", "O": "mixed or nested values"}.get(kind, f"kind {kind!r}")
+
+
+def shared_memory_ref(owner: str, parameters: Mapping[str, object]) -> SharedMemoryRef | None:
+    """The shared-memory parameters of a tensor, checked; None when it has none.
+
+    `owner` names the tensor in errors, e.g. "input 'x'".
+    """
+    region = parameters.get("shared_memory_region")
+    size = parameters.get("shared_memory_byte_size")
+    offset = parameters.get("shared_memory_offset", 0)
+    if region is None and size is None:
+        if "shared_memory_offset" in parameters:
+            raise InvalidInput(
+                f"{owner}: shared_memory_offset needs shared_memory_region and "
+                "shared_memory_byte_size"
+            )
+        return None
+    if region is None or size is None:
+        raise InvalidInput(
+            f"{owner}: shared_memory_region and shared_memory_byte_size go together; "
+            f"got only {'shared_memory_region' if size is None else 'shared_memory_byte_size'}"
+        )
+    if not isinstance(region, str) or not region:
+        raise InvalidInput(f"{owner}: shared_memory_region must be a region name")
+    for key, value in (("shared_memory_byte_size", size), ("shared_memory_offset", offset)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise InvalidInput(f"{owner}: {key} must be a non-negative integer, got {value!r}")
+    assert isinstance(size, int) and isinstance(offset, int)
+    return SharedMemoryRef(region, size, offset)
+
+
+def wire_bytes(array: np.ndarray) -> bytes:
+    """An output's binary form: little-endian values, or BYTES' length-prefixed elements."""
+    if bytes_tensors.is_bytes_dtype(array.dtype):
+        return bytes_tensors.serialize(array)
+    contiguous = np.ascontiguousarray(array)
+    return contiguous.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+
+
+def wire_size(array: np.ndarray) -> int:
+    """len(wire_bytes(array)), without building it."""
+    if bytes_tensors.is_bytes_dtype(array.dtype):
+        return bytes_tensors.serialized_size(array)
+    return array.nbytes

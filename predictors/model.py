@@ -127,6 +127,7 @@ class ServedModel:
 
     @staticmethod
     def _warmup_inputs(meta: ModelMetadata) -> dict[str, np.ndarray]:
+        # BYTES inputs reach runtimes as text (validation.validate): empty strings.
         return {
             t.name: np.full(
                 [1 if d == -1 else d for d in t.shape], "" if t.dtype.kind == "O" else 0, t.dtype
@@ -137,7 +138,6 @@ class ServedModel:
     def stop(self) -> None:
         metrics.MODEL_READY.labels(self.name, self.version).set(0)
         self.ready = False
-        # BYTES inputs reach runtimes as text (validation.validate): empty strings.
         self.state = ModelState.UNLOADED
         if self._executor is not None:
             self._executor.shutdown(wait=True)

@@ -111,10 +111,12 @@ _ORT_TYPES = {
     "tensor(uint32)": "UINT32",
     "tensor(uint64)": "UINT64",
     "tensor(bool)": "BOOL",
+    "tensor(string)": "BYTES",
 }
 
 
 def _trial_inputs(inputs: list[TensorSpec] | list[TorchInput], rows: int) -> dict[str, np.ndarray]:
+    # BYTES: empty strings, as text (what validation hands runtimes).
     return {
         t.name: np.full(
             [rows if d == -1 else d for d in t.shape],
@@ -133,12 +135,10 @@ def _trial_run_onnx(session: object, inputs: list[TensorSpec]) -> None:
 
 
 def inspect_torchscript(path: Path, hints: Hints) -> Inspected:
-    "tensor(string)": "BYTES",
     import torch
 
     torch_inputs, output_names = hints.torch_inputs, hints.output_names
     if not torch_inputs:
-    # BYTES: empty strings, as text (what validation hands runtimes).
         raise InspectError(
             "TorchScript files do not record their inputs: give --input-shape (and "
             "--input-dtype, --input-name), e.g. --input-shape=-1,1,8,8"

@@ -18,7 +18,20 @@ from predictors.errors import Refused
 from predictors.formats import get_format
 from predictors.metadata import METADATA_FILE, MetadataError, ModelMetadata
 
+#: a Kubernetes name (DNS label), for what becomes one: InferenceServices, canaries
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+#: a model name as V2 clients and Triton model repositories use them (`densenet_onnx`,
+#: `bert.base`); always one folder of the store: no '/', no '..', no leading '.'
+MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")
+
+
+def check_model_name(name: str, what: str = "model name") -> None:
+    """Refuse a model name (or version) that is not one folder of the store."""
+    if not MODEL_NAME_RE.match(name) or ".." in name:
+        raise StoreError(
+            f"{what} {name!r} must be letters, digits, '_', '-' and '.' (at most 128, not "
+            "starting with '.', no '..')"
+        )
 
 
 class StoreError(Refused):
@@ -138,10 +151,9 @@ def add_model(
     Everything is written to a temporary folder inside the store and moved
     into place in one rename, so a failure leaves the store as it was.
     """
-    if not NAME_RE.match(name):
-        raise StoreError(
-            f"model name {name!r} must be lowercase letters, digits and '-' (a Kubernetes name)"
-        )
+    check_model_name(name)
+    if version is not None:
+        check_model_name(version, "version")
     model_dir = store / name
     if version is None:
         existing = _version_dirs(model_dir) if model_dir.is_dir() else []

@@ -107,18 +107,26 @@ def test_invalid_file_is_refused_and_store_untouched(tmp_path: Path, content: by
     assert snapshot(store) == before
 
 
-def test_bad_name_is_refused(tmp_path: Path) -> None:
-    result = run(
-        "store",
-        "add",
-        "--store",
-        str(tmp_path),
-        "--name",
-        "Bad_Name",
-        str(MODEL_STORE / "wine-onnx" / "1" / "model.onnx"),
+def test_v2_model_names_are_kept_and_paths_refused(tmp_path: Path) -> None:
+    """Triton model repositories name models like `densenet_onnx`; a name is never a path."""
+    source = str(MODEL_STORE / "wine-onnx" / "1" / "model.onnx")
+    store = tmp_path / "store"
+    for name in ("densenet_onnx", "Bert.Base-2"):
+        result = run("store", "add", "--store", str(store), "--name", name, source)
+        assert result.returncode == 0, result.stderr
+        assert json.loads((store / name / "1" / "metadata.json").read_text())["name"] == name
+    before = snapshot(store)
+    for name in ("../escape", ".hidden", "a/b", "a..b", "x" * 129, "sp ace"):
+        result = run("store", "add", "--store", str(store), "--name", name, source)
+        assert result.returncode == 2, name
+        assert "must be letters, digits, '_', '-' and '.'" in result.stderr
+    bad_version = run(
+        "store", "add", "--store", str(store), "--name", "w", "--version", "../1", source
     )
-    assert result.returncode == 2
-    assert "must be lowercase letters, digits and '-'" in result.stderr
+    assert bad_version.returncode == 2
+    assert "version '../1' must be letters" in bad_version.stderr
+    assert snapshot(store) == before
+    assert not (tmp_path / "escape").exists()
 
 
 def test_verify_catches_a_changed_file(tmp_path: Path) -> None:

@@ -62,6 +62,18 @@ def test_kind_up_plan_standard_mode(tmp_path: Path) -> None:
     assert kserve[kserve.index("--version") + 1] == "v0.20.0"
     assert "kserve.controller.deploymentMode=Standard" in kserve
     assert "kserve.controller.gateway.disableIngressCreation=true" in kserve
+    # KServe's own runtimes (kserve-torchserve for the torchserve example): the
+    # kserve-runtime-configs chart installs none unless told to.
+    runtimes = res.find(
+        "helm",
+        "upgrade",
+        "--install",
+        "kserve-runtime-configs",
+        "oci://ghcr.io/kserve/charts/kserve-runtime-configs",
+    )
+    assert runtimes[runtimes.index("--version") + 1] == "v0.20.0"
+    assert runtimes[runtimes.index("--namespace") + 1] == "kserve"
+    assert "kserve.servingruntime.enabled=true" in runtimes
     prom = res.find("helm", "upgrade", "--install", "prometheus", "kube-prometheus-stack")
     assert prom[prom.index("--version") + 1] == "83.4.0"
     assert "prometheus.prometheusSpec.podMonitorSelectorNilUsesHelmValues=false" in prom
@@ -73,7 +85,13 @@ def test_kind_up_plan_standard_mode(tmp_path: Path) -> None:
     order = [" ".join(c) for c in res.commands()]
     idx = [
         next(i for i, c in enumerate(order) if key in c)
-        for key in ("create cluster", "cert-manager", "kserve-crd", "kserve-resources")
+        for key in (
+            "create cluster",
+            "cert-manager",
+            "kserve-crd",
+            "kserve-resources",
+            "kserve-runtime-configs",
+        )
     ]
     assert idx == sorted(idx)
     assert "knative" not in res.stdout.lower() and "keda" not in res.stdout
@@ -97,11 +115,21 @@ def test_kind_up_optional_knative_keda_and_env_dry_run(tmp_path: Path) -> None:
     )
     assert "kserve.controller.deploymentMode=Knative" in kserve
     assert "kserve.controller.gateway.disableIngressCreation=true" not in kserve
+    # Kourier, not Istio: no top-level Istio VirtualService (KServe's Kourier guide).
+    assert "kserve.controller.gateway.disableIstioVirtualHost=true" in kserve
     keda = res.find("helm", "upgrade", "--install", "keda")
     assert keda[keda.index("--version") + 1] == "2.18.0"
     assert "kube-prometheus-stack" not in res.stdout
     assert "knative-serving.yaml" in (REPO / "kind/knative-serving.yaml").name
     assert 'version: "1.21.1"' in (REPO / "kind/knative-serving.yaml").read_text()
+
+
+def test_kind_up_can_leave_kserves_runtimes_out(tmp_path: Path) -> None:
+    res = run_script("scripts/kind-up", "--dry-run", "--no-kserve-runtimes", tmp=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "kserve-runtime-configs" not in res.stdout
+    kserve = res.find("helm", "upgrade", "--install", "kserve")
+    assert "kserve.controller.gateway.disableIstioVirtualHost=true" not in kserve
 
 
 def test_real_run_without_prerequisites_fails_naming_them(tmp_path: Path) -> None:
@@ -219,6 +247,10 @@ def test_deploy_plan_loads_the_store_then_installs_and_waits(tmp_path: Path) -> 
     ):
         assert setting in helm
     assert helm[helm.index("--namespace") + 1] == "modelplane"
+    # The loader runs as the predictors do (UID/GID 10001, hardened).
+    loader = res.stdout[res.stdout.index("name: modelplane-store-loader") :]
+    assert "runAsUser: 10001" in loader and "fsGroup: 10001" in loader
+    assert "allowPrivilegeEscalation: false" in loader and "drop: [ALL]" in loader
     wait = res.find("kubectl", "wait", "--for=condition=Ready", "inferenceservice", "--all")
     assert wait
     text = res.stdout
@@ -238,10 +270,13 @@ def test_deploy_other_example_skips_the_store(tmp_path: Path) -> None:
 
 
 def test_smoke_plan_port_forwards_both_ports(tmp_path: Path) -> None:
+    """Standard mode through the predictor Service: KServe maps its port 80 to
+    HTTP and keeps gRPC on 8081 (v0.20.0 service_reconciler.go createDefaultSvc)."""
     res = run_script("scripts/smoke", "--dry-run", "--model", "wine-onnx", tmp=tmp_path, env=PY)
     assert res.returncode == 0, res.stderr
     pf = res.find("kubectl", "port-forward")
-    assert "18080:8080" in pf and "18081:8081" in pf and "127.0.0.1" in pf
+    assert "service/wine-onnx-predictor" in pf
+    assert "18080:80" in pf and "18081:8081" in pf and "127.0.0.1" in pf
     smoke = res.find(
         str(REPO / "scripts/lib/v2_smoke.py"),
         "--http",
@@ -252,6 +287,17 @@ def test_smoke_plan_port_forwards_both_ports(tmp_path: Path) -> None:
         "wine-onnx",
     )
     assert "python" in smoke[0]
+
+
+def test_smoke_plan_through_a_pod(tmp_path: Path) -> None:
+    res = run_script(
+        "scripts/smoke", "-n", "--model", "wine-onnx", "--via", "pod", tmp=tmp_path, env=PY
+    )
+    assert res.returncode == 0, res.stderr
+    pf = res.find("kubectl", "port-forward")
+    assert "pod/wine-onnx-predictor-POD" in pf and "18080:8080" in pf and "18081:8081" in pf
+    bad = run_script("scripts/smoke", "-n", "--via", "ingress", tmp=tmp_path, env=PY)
+    assert bad.returncode != 0 and "choose auto, service or pod" in bad.stderr
 
 
 def test_smoke_fails_loudly_when_nothing_answers(tmp_path: Path) -> None:

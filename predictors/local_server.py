@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -33,6 +34,10 @@ class LocalServer:
     http_port: int
     grpc_port: int
     log_path: Path
+    #: "https" for a server started with --ssl_certfile/--ssl_keyfile
+    scheme: str = "http"
+    #: the CA that signed its certificate, to check it while waiting
+    cafile: Path | None = None
 
     @property
     def http_url(self) -> str:
@@ -62,14 +67,15 @@ class LocalServer:
     def wait(self, endpoint: str = "ready", timeout: float = 120) -> None:
         """Poll /v2/health/<endpoint> until 200; raise with the log if it never comes."""
         deadline = time.monotonic() + timeout
-        url = f"http://{self.http_url}/v2/health/{endpoint}"
+        url = f"{self.scheme}://{self.http_url}/v2/health/{endpoint}"
+        context = ssl.create_default_context(cafile=str(self.cafile)) if self.cafile else None
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(
                     f"modelplane serve exited with {self.process.returncode}:\n{self.log()[-4000:]}"
                 )
             try:
-                with urllib.request.urlopen(url, timeout=2) as response:
+                with urllib.request.urlopen(url, timeout=2, context=context) as response:
                     if response.status == 200:
                         return
             except (urllib.error.URLError, OSError):
@@ -81,7 +87,13 @@ class LocalServer:
 
 
 def start_local_server(
-    store: Path, log_dir: Path, *args: str, wait: str | None = "ready", timeout: float = 120
+    store: Path,
+    log_dir: Path,
+    *args: str,
+    wait: str | None = "ready",
+    timeout: float = 120,
+    scheme: str = "http",
+    cafile: Path | None = None,
 ) -> LocalServer:
     """Start `modelplane serve --model-store store args...` on 127.0.0.1 and wait for it."""
     http_port, grpc_port = free_port(), free_port()
@@ -96,7 +108,7 @@ def start_local_server(
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH")) if p)
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    server = LocalServer(process, http_port, grpc_port, log_path)
+    server = LocalServer(process, http_port, grpc_port, log_path, scheme, cafile)
     if wait:
         try:
             server.wait(wait, timeout)

@@ -84,10 +84,12 @@ class ModelMetadata:
     framework_versions: dict[str, str] = field(default_factory=dict)
     seed: int | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: the model file when it is not the format's usual name (bare folders: `mnist.onnx`)
+    file_name: str | None = None
 
     @property
     def model_file(self) -> str:
-        return get_format(self.format).file_name
+        return self.file_name or get_format(self.format).file_name
 
     @property
     def platform(self) -> str:

@@ -77,7 +77,15 @@ class ServedModel:
         start = time.perf_counter()
         try:
             meta = self.stored.read_metadata()
-            problems = verify(self.stored.path, meta)
+            if self.stored.bare_file is not None:
+                # Nothing to verify: there are no recorded checksums.
+                log.info(
+                    "model %s version %s: no metadata.json, metadata derived from %s",
+                    self.name,
+                    self.version,
+                    self.stored.bare_file.name,
+                )
+            problems = [] if self.stored.derived else verify(self.stored.path, meta)
             if problems:
                 raise RuntimeError("; ".join(problems))
             runtime = load_runtime(self.stored.path, meta, self.options)

@@ -30,6 +30,24 @@ class TorchInput:
     shape: tuple[int, ...]  # -1 on the batch axis
 
 
+def parse_torch_inputs(names: list[str], shapes: list[str], dtypes: list[str]) -> list[TorchInput]:
+    """`--input-name/--input-shape/--input-dtype`, once per input, as TorchInputs."""
+    if not shapes:
+        return []
+    names = names or [f"input__{i}" for i in range(len(shapes))]
+    dtypes = dtypes or ["FP32"] * len(shapes)
+    if not len(names) == len(dtypes) == len(shapes):
+        raise InspectError("give --input-name and --input-dtype once per --input-shape")
+    inputs = []
+    for name, dtype, shape in zip(names, dtypes, shapes, strict=True):
+        try:
+            dims = tuple(int(d) for d in shape.split(","))
+        except ValueError as exc:
+            raise InspectError(f"--input-shape {shape!r}: use integers like -1,1,8,8") from exc
+        inputs.append(TorchInput(name, dtype.upper(), dims))
+    return inputs
+
+
 @dataclass(frozen=True)
 class Hints:
     """What the user said about the file; each format's inspector uses what it needs."""

@@ -3,6 +3,11 @@
 Finds models, checks their checksums, and imports a user's own ONNX or
 TorchScript file (`modelplane store add`) without ever leaving a half-written
 model behind.
+
+A version folder may also be bare: one model file (`model.onnx`, a TorchScript
+`*.pt`, a torch.export `*.pt2`) and no metadata.json, as a KServe storageUri
+usually holds. Its metadata is then derived from the file when it loads
+(predictors.model_inspect), with no checksums to verify.
 """
 
 from __future__ import annotations
@@ -10,13 +15,14 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from predictors.atomic import atomic_folder
 from predictors.errors import Refused
 from predictors.formats import get_format
 from predictors.metadata import METADATA_FILE, MetadataError, ModelMetadata
+from predictors.model_inspect import Hints, InspectError, metadata_for
 
 #: a Kubernetes name (DNS label), for what becomes one: InferenceServices, canaries
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -51,6 +57,10 @@ def version_key(version: str) -> tuple[int, int | str]:
     return (1, int(version)) if version.isdigit() else (0, version)
 
 
+# File suffixes of the formats' model files: what makes a folder a bare version.
+MODEL_SUFFIXES = frozenset({".onnx", ".pt", ".pt2"})
+
+
 @dataclass(frozen=True)
 class StoredModel:
     """One version of one model found on disk (metadata may still be bad)."""
@@ -58,9 +68,29 @@ class StoredModel:
     name: str
     version: str
     path: Path
+    #: a bare version's model file (no metadata.json): metadata is derived from it
+    bare_file: Path | None = None
+    #: what a bare TorchScript file cannot say about itself
+    hints: Hints = field(default_factory=Hints)
+    #: why this folder cannot be a model (read_metadata raises it)
+    problem: str | None = None
+
+    @property
+    def derived(self) -> bool:
+        return self.bare_file is not None
 
     def read_metadata(self) -> ModelMetadata:
-        return ModelMetadata.read(self.path)
+        if self.problem:
+            raise MetadataError(self.problem)
+        if self.bare_file is None:
+            return ModelMetadata.read(self.path)
+        try:
+            meta = metadata_for(self.bare_file, None, self.hints)
+        except InspectError as exc:
+            raise MetadataError(f"{self.bare_file.name} (no metadata.json): {exc}") from exc
+        meta.name, meta.version, meta.file_name = self.name, self.version, self.bare_file.name
+        meta.provenance = {"derived_from": self.bare_file.name, "by": "modelplane serve"}
+        return meta
 
 
 def verify(path: Path, metadata: ModelMetadata) -> list[str]:
@@ -82,23 +112,31 @@ def verify(path: Path, metadata: ModelMetadata) -> list[str]:
     return problems
 
 
-def discover(root: Path, names: list[str] | None = None) -> list[StoredModel]:
+def discover(
+    root: Path, names: list[str] | None = None, hints: Hints | None = None
+) -> list[StoredModel]:
     """Find model versions under root.
 
     root may be a store (`<name>/<version>/`), one model (`<version>/`) or one
-    version (holds metadata.json): KServe mounts whichever the storageUri
-    points at as /mnt/models.
+    version (metadata.json, or a bare model file): KServe mounts whichever
+    the storageUri points at as /mnt/models, so `/mnt/models/model.onnx` and
+    `/mnt/models/1/model.onnx` both work. `hints` go to bare TorchScript files.
     """
     root = root.resolve()
     if not root.is_dir():
         raise StoreError(f"model store {root} is not a directory")
-    if (root / METADATA_FILE).is_file():
-        found = [_from_version_dir(root)]
-    elif any((child / METADATA_FILE).is_file() for child in _folders(root)):
-        found = [_from_version_dir(child) for child in _version_dirs(root)]
+    hints = hints or Hints()
+    if _is_version_dir(root):
+        # A lone version: named after its folder, unless the folder is a version number.
+        if root.name.isdigit():
+            found = [_from_version_dir(root, root.parent.name, root.name, hints)]
+        else:
+            found = [_from_version_dir(root, root.name, "1", hints)]
+    elif any(_is_version_dir(child) for child in _folders(root)):
+        found = [_from_version_dir(c, root.name, c.name, hints) for c in _version_dirs(root)]
     else:
         found = [
-            _from_version_dir(version_dir)
+            _from_version_dir(version_dir, model_dir.name, version_dir.name, hints)
             for model_dir in sorted(_folders(root))
             for version_dir in _version_dirs(model_dir)
         ]
@@ -115,8 +153,16 @@ def _folders(path: Path) -> list[Path]:
     return [p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")]
 
 
+def _model_files(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.suffix in MODEL_SUFFIXES and p.is_file())
+
+
+def _is_version_dir(path: Path) -> bool:
+    return (path / METADATA_FILE).is_file() or bool(_model_files(path))
+
+
 def _version_dirs(model_dir: Path) -> list[Path]:
-    dirs = [p for p in _folders(model_dir) if (p / METADATA_FILE).is_file()]
+    dirs = [p for p in _folders(model_dir) if _is_version_dir(p)]
     return sorted(dirs, key=lambda p: version_key(p.name))
 
 
@@ -128,7 +174,19 @@ def newest(found: list[StoredModel], name: str) -> StoredModel:
     return max(versions, key=lambda m: version_key(m.version))
 
 
-def _from_version_dir(path: Path) -> StoredModel:
+def _from_version_dir(path: Path, name: str, version: str, hints: Hints) -> StoredModel:
+    if not (path / METADATA_FILE).is_file():
+        files = _model_files(path)
+        if len(files) > 1:
+            listed = ", ".join(f.name for f in files)
+            return StoredModel(
+                name,
+                version,
+                path,
+                problem=f"{name} version {version} holds several model files ({listed}) and "
+                "no metadata.json: keep one, or add it with `modelplane store add`",
+            )
+        return StoredModel(name, version, path, bare_file=files[0], hints=hints)
     # Name and version come from metadata when it is readable, so a model
     # mounted on its own at /mnt/models keeps its name; a broken metadata
     # file still yields an entry (named after its folders) that reports why.
@@ -136,7 +194,7 @@ def _from_version_dir(path: Path) -> StoredModel:
         meta = ModelMetadata.read(path)
         return StoredModel(meta.name, meta.version, path)
     except MetadataError:
-        return StoredModel(path.parent.name, path.name, path)
+        return StoredModel(name, version, path)
 
 
 def add_model(

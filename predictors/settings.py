@@ -1,18 +1,43 @@
 """Settings of `modelplane serve`, read once from the command line.
 
-Flag names follow KServe's ModelServer (`--http_port`, `--model_name`, ...)
-so a ServingRuntime passes the same arguments it passes to any KServe
-predictor; dashed spellings are accepted too.
+`modelplane serve` takes every flag of KServe's ModelServer
+(`kserve.model_server.parser`, kserve 0.21.0 model_server.py), with KServe's
+names, types and defaults, so a ServingRuntime or InferenceService that passes
+KServe's arguments works unchanged (tests/predictors/test_kserve_flags.py
+checks every flag against the real parser). They are declared here rather than
+inherited with `parents=[kserve.model_server.parser]`: importing that module
+parses sys.argv and loads KServe's copy of the `inference.*` protobufs, which
+clashes with the Triton service this server speaks. Flags that only mean
+something to a KServe transformer (`--predictor_host`, ...) are accepted and
+logged as ignored. Dashed spellings of modelplane's own flags are accepted too.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from predictors.metadata import BatchingConfig
+from predictors.model_inspect import Hints, parse_torch_inputs
 from predictors.runtimes import RuntimeOptions
+
+# KServe's defaults (kserve/constants/constants.py, model_server.py).
+KSERVE_HTTP_PORT = 8080
+KSERVE_HTTPS_PORT = 8443
+KSERVE_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+# Accepted for KServe compatibility; they configure a transformer's calls to
+# its predictor, and a modelplane server is the predictor.
+TRANSFORMER_FLAGS = (
+    "predictor_host",
+    "protocol",
+    "predictor_protocol",
+    "predictor_use_ssl",
+    "predictor_request_timeout_seconds",
+    "predictor_request_retries",
+    "enable_predictor_health_check",
+)
 
 
 def _bool(text: str) -> bool:
@@ -48,6 +73,34 @@ class ServeSettings:
     #: None: each model's metadata.json decides
     batching: BatchingConfig | None = None
     log_level: str = "INFO"
+    #: what bare model files (no metadata.json) cannot say: TorchScript inputs, names
+    bare_hints: Hints = field(default_factory=Hints)
+    # -- KServe ModelServer flags that mean something here
+    #: threads of the event loop's default executor (None: Python's default)
+    max_asyncio_workers: int | None = None
+    #: interactive API docs at /docs (Swagger UI) and the schema at /openapi.json
+    enable_docs_url: bool = False
+    #: one log line per request with its latency, in KServe's format
+    enable_latency_logging: bool = False
+    #: False: leave logging as the process found it (an embedding program configures it)
+    configure_logging: bool = True
+    #: a logging dictConfig as JSON or YAML (KServe's --log_config_file)
+    log_config_file: Path | None = None
+    #: an access log line per HTTP request in this format (gunicorn-style atoms)
+    access_log_format: str | None = None
+    event_loop: str = "auto"
+    timeout_keep_alive: int = 65
+    grpc_max_send_message_length: int = KSERVE_MAX_MESSAGE_BYTES
+    grpc_max_receive_message_length: int = KSERVE_MAX_MESSAGE_BYTES
+    #: both set: HTTPS on the HTTP port and TLS on the gRPC port
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    #: transformer-only flags that were given (logged at start, otherwise ignored)
+    ignored_flags: tuple[str, ...] = ()
+
+    @property
+    def tls(self) -> bool:
+        return self.ssl_certfile is not None and self.ssl_keyfile is not None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeSettings:
@@ -58,12 +111,19 @@ class ServeSettings:
                 max_rows=args.max_batch_size,
                 max_queue_delay_ms=args.max_queue_delay_ms,
             )
+        certfile = Path(args.ssl_certfile) if args.ssl_certfile else None
+        keyfile = Path(args.ssl_keyfile) if args.ssl_keyfile else None
+        http_port = args.http_port
+        if certfile and keyfile and http_port == KSERVE_HTTP_PORT:
+            # KServe's ModelServer moves to 8443 when TLS is on and the port
+            # was left at its default (model_server.py, ModelServer.__init__).
+            http_port = KSERVE_HTTPS_PORT
         return cls(
             model_store=Path(args.model_store),
             models=[m for m in args.models.split(",") if m] if args.models else None,
             model_name=args.model_name,
             host=args.host,
-            http_port=args.http_port,
+            http_port=http_port,
             grpc_port=args.grpc_port,
             enable_grpc=args.enable_grpc,
             grpc_threads=args.grpc_threads,
@@ -74,6 +134,24 @@ class ServeSettings:
             ),
             batching=batching,
             log_level=args.log_level.upper(),
+            bare_hints=Hints(
+                parse_torch_inputs(args.input_name, args.input_shape, args.input_dtype),
+                list(args.input_name),
+                list(args.output_name),
+            ),
+            max_asyncio_workers=args.max_asyncio_workers,
+            enable_docs_url=args.enable_docs_url,
+            enable_latency_logging=args.enable_latency_logging,
+            configure_logging=args.configure_logging,
+            log_config_file=Path(args.log_config_file) if args.log_config_file else None,
+            access_log_format=args.access_log_format,
+            event_loop=args.event_loop,
+            timeout_keep_alive=args.timeout_keep_alive,
+            grpc_max_send_message_length=args.grpc_max_send_message_length,
+            grpc_max_receive_message_length=args.grpc_max_receive_message_length,
+            ssl_certfile=certfile,
+            ssl_keyfile=keyfile,
+            ignored_flags=tuple(f for f in TRANSFORMER_FLAGS if hasattr(args, f)),
         )
 
 
@@ -143,7 +221,77 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="dynamic batching: as each model's metadata says, or on/off for all",
     )
     add_batch_limit_arguments(parser)
-    parser.add_argument("--log_level", "--log-level", dest="log_level", default="INFO")
+    parser.add_argument(
+        "--log_level",
+        "--log-level",
+        dest="log_level",
+        default=os.environ.get("KSERVE_LOGLEVEL", "INFO"),
+        help="default: $KSERVE_LOGLEVEL, else INFO",
+    )
+    bare = parser.add_argument_group(
+        "bare models", "a folder with one model file and no metadata.json (TorchScript only)"
+    )
+    bare.add_argument("--input_name", "--input-name", action="append", default=[])
+    bare.add_argument(
+        "--input_shape", "--input-shape", action="append", default=[], help="e.g. -1,1,8,8"
+    )
+    bare.add_argument("--input_dtype", "--input-dtype", action="append", default=[])
+    bare.add_argument("--output_name", "--output-name", action="append", default=[])
+    add_kserve_arguments(parser)
+
+
+def add_kserve_arguments(parser: argparse.ArgumentParser) -> None:
+    """The rest of KServe's ModelServer flags, as kserve.model_server.parser declares them."""
+    kserve = parser.add_argument_group("KServe ModelServer flags")
+    kserve.add_argument("--max_asyncio_workers", type=int, default=None)
+    kserve.add_argument("--enable_docs_url", type=_bool, default=False)
+    kserve.add_argument(
+        "--enable_latency_logging",
+        type=_bool,
+        # KServe's default is true; the same figures are in the metrics, and
+        # a log line per request costs more than a small model's run.
+        default=False,
+        help="a log line per request with its latency (default false, unlike KServe)",
+    )
+    kserve.add_argument("--configure_logging", type=_bool, default=True)
+    kserve.add_argument("--log_config_file", default=None)
+    kserve.add_argument("--access_log_format", default=None)
+    kserve.add_argument(
+        "--event-loop",
+        "--event_loop",
+        dest="event_loop",
+        choices=["auto", "asyncio", "uvloop"],
+        default="auto",
+        help="auto: asyncio (uvloop measured slower here, README)",
+    )
+    kserve.add_argument(
+        "--timeout-keep-alive",
+        "--timeout_keep_alive",
+        dest="timeout_keep_alive",
+        type=int,
+        default=65,
+    )
+    for name in ("--grpc_max_send_message_length", "--grpc_max_receive_message_length"):
+        kserve.add_argument(name, type=int, default=KSERVE_MAX_MESSAGE_BYTES)
+    kserve.add_argument("--ssl_certfile", default=os.environ.get("KSERVE_TLS_CERT_FILE"))
+    kserve.add_argument("--ssl_keyfile", default=os.environ.get("KSERVE_TLS_KEY_FILE"))
+    # Transformer-only: present in the namespace only when given, so a
+    # start-up line can say which were ignored.
+    kinds: dict[str, dict] = {
+        "protocol": {"choices": ["v1", "v2", "grpc-v2"]},
+        "predictor_protocol": {"choices": ["v1", "v2", "grpc-v2"]},
+        "predictor_use_ssl": {"type": _bool},
+        "predictor_request_timeout_seconds": {"type": int},
+        "predictor_request_retries": {"type": int},
+        "enable_predictor_health_check": {"action": "store_true"},
+    }
+    for flag in TRANSFORMER_FLAGS:
+        kserve.add_argument(
+            f"--{flag}",
+            default=argparse.SUPPRESS,
+            help="accepted, ignored (a KServe transformer's flag)",
+            **kinds.get(flag, {}),
+        )
 
 
 def add_batch_limit_arguments(parser: argparse.ArgumentParser) -> None:

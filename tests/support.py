@@ -16,9 +16,21 @@ __all__ = ["MODELPLANE", "MODEL_STORE", "REPO", "Server", "free_port", "start_se
 
 
 def start_server(
-    store: Path, log_dir: Path, *extra: str, wait_ready: bool = True, timeout: float = 120
+    store: Path,
+    log_dir: Path,
+    *extra: str,
+    wait_ready: bool = True,
+    timeout: float = 120,
+    scheme: str = "http",
+    cafile: Path | None = None,
 ) -> Server:
     """Start `modelplane serve` and wait (bounded) until it is ready, or only live."""
     return start_local_server(
-        store, log_dir, *extra, wait="ready" if wait_ready else "live", timeout=timeout
+        store,
+        log_dir,
+        *extra,
+        wait="ready" if wait_ready else "live",
+        timeout=timeout,
+        scheme=scheme,
+        cafile=cafile,
     )

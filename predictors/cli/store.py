@@ -80,10 +80,11 @@ def run_build(args: argparse.Namespace) -> int:
 
 def run_add(args: argparse.Namespace) -> int:
     def add() -> int:
-        from predictors.model_inspect import Hints, metadata_for
+        from predictors.model_inspect import Hints, metadata_for, parse_torch_inputs
         from predictors.model_store import add_model
 
-        hints = Hints(_torch_inputs(args), args.input_name, args.output_name)
+        torch_inputs = parse_torch_inputs(args.input_name, args.input_shape, args.input_dtype)
+        hints = Hints(torch_inputs, args.input_name, args.output_name)
         labels = args.labels.split(",") if args.labels else None
         meta = metadata_for(args.file, args.format, hints, labels)
         target = add_model(Path(args.store), args.name, args.file, args.version, meta)
@@ -96,45 +97,18 @@ def run_add(args: argparse.Namespace) -> int:
     return refusable("store add", add, changed="the store was not changed")
 
 
-def _torch_inputs(args: argparse.Namespace) -> list:
-    from predictors.model_inspect import InspectError, TorchInput
-
-    shapes = args.input_shape
-    if not shapes:
-        return []
-    names = args.input_name or [f"input__{i}" for i in range(len(shapes))]
-    dtypes = args.input_dtype or ["FP32"] * len(shapes)
-    if not len(names) == len(dtypes) == len(shapes):
-        raise InspectError("give --input-name and --input-dtype once per --input-shape")
-    inputs = []
-    for name, dtype, shape in zip(names, dtypes, shapes, strict=True):
-        try:
-            dims = tuple(int(d) for d in shape.split(","))
-        except ValueError as exc:
-            raise InspectError(f"--input-shape {shape!r}: use integers like -1,1,8,8") from exc
-        inputs.append(TorchInput(name, dtype.upper(), dims))
-    return inputs
-
-
 def run_import(args: argparse.Namespace) -> int:
-    try:
+    def import_() -> int:
         from predictors.mlflow.importer import import_model
-        from predictors.mlflow.tracking import RegistryError
-    except ImportError as exc:
-        print(f"modelplane store import: {exc}; {MLFLOW_EXTRA}", file=sys.stderr)
-        return 2
-    formats = BOTH if args.format == "both" else [args.format]
-    try:
-        for item in import_model(args.uri, Path(args.store), formats, args.name, args.tracking_uri):
+
+        formats = BOTH if args.format == "both" else [args.format]
+        store = Path(args.store)
+        for item in import_model(args.uri, store, formats, args.name, args.tracking_uri):
             state = "imported" if item.changed else "already in the store, unchanged"
             print(f"{item.name}:{item.version} ({item.format}) {state}: {item.path}")
-    except RegistryError as exc:
-        print(f"modelplane store import: {exc}; the store was not changed", file=sys.stderr)
-        return 2
-    return 0
+        return 0
 
-
-MLFLOW_EXTRA = "install the extras: pip install -e '.[mlflow,torchserve]'"
+    return refusable("store import", import_, extra="mlflow", changed="the store was not changed")
 
 
 def _discover(store: str, command: str) -> list | None:

@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import grpc
 
 from predictors.protocol import grpc_codec
 from predictors.protocol.grpc_messages import pb, pb_grpc
+from predictors.serving.grpc_health import add_health_and_reflection
 from predictors.serving.repository import ModelRepository
 from predictors.serving.requests import inference
 from predictors.serving.status import client_message, grpc_code, is_server_fault
 
 log = logging.getLogger(__name__)
-
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
 def _abort(context: grpc.ServicerContext, exc: BaseException) -> NoReturn:
@@ -34,8 +34,9 @@ def _abort(context: grpc.ServicerContext, exc: BaseException) -> NoReturn:
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, repository: ModelRepository) -> None:
+    def __init__(self, repository: ModelRepository, log_latency: bool = False) -> None:
         self.repository = repository
+        self.log_latency = log_latency
 
     def ServerLive(self, request: Any, context: grpc.ServicerContext) -> Any:
         return pb.ServerLiveResponse(live=True)
@@ -71,7 +72,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def ModelInfer(self, request: Any, context: grpc.ServicerContext) -> Any:
         try:
             with inference(
-                self.repository, "grpc", request.model_name, request.model_version
+                self.repository,
+                "grpc",
+                request.model_name,
+                request.model_version,
+                request.id,
+                self.log_latency,
             ) as model:
                 return model.handle_in_thread(
                     lambda: grpc_codec.decode(request),
@@ -81,15 +87,48 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             _abort(context, exc)
 
 
-def create_grpc_server(repository: ModelRepository, address: str, threads: int) -> grpc.Server:
-    """`threads` bounds the gRPC requests handled at once (and so gRPC rows per batch)."""
+@dataclass(frozen=True)
+class GrpcOptions:
+    """How the gRPC server listens (KServe's flags, predictors.settings)."""
+
+    address: str
+    #: handler threads: the gRPC requests handled at once (and so gRPC rows per batch)
+    threads: int = 4
+    max_send_message_length: int = 8 * 1024 * 1024
+    max_receive_message_length: int = 8 * 1024 * 1024
+    #: (certificate chain, private key) PEM bytes: TLS instead of plaintext
+    tls: tuple[bytes, bytes] | None = None
+    log_latency: bool = False
+
+
+class PortInUse(OSError):
+    pass
+
+
+def create_grpc_server(repository: ModelRepository, options: GrpcOptions) -> grpc.Server:
+    """The gRPC server, bound (not yet started); PortInUse if the address is taken."""
     server = grpc.server(
-        ThreadPoolExecutor(threads, thread_name_prefix="grpc"),
+        ThreadPoolExecutor(options.threads, thread_name_prefix="grpc"),
         options=[
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", options.max_send_message_length),
+            ("grpc.max_receive_message_length", options.max_receive_message_length),
+            # gRPC sets SO_REUSEPORT by default: a second server on the same
+            # port would then start silently and take half the connections.
+            ("grpc.so_reuseport", 0),
         ],
     )
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(repository), server)
-    server.add_insecure_port(address)
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(
+        InferenceServicer(repository, options.log_latency), server
+    )
+    add_health_and_reflection(server, repository)
+    try:
+        if options.tls is None:
+            port = server.add_insecure_port(options.address)
+        else:
+            credentials = grpc.ssl_server_credentials([(options.tls[1], options.tls[0])])
+            port = server.add_secure_port(options.address, credentials)
+    except RuntimeError as exc:  # grpc >= 1.50 raises where older ones returned 0
+        raise PortInUse(f"gRPC cannot listen on {options.address}: {exc}") from exc
+    if port == 0:
+        raise PortInUse(f"gRPC cannot listen on {options.address} (address in use?)")
     return server

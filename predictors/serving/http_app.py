@@ -7,10 +7,6 @@ curl and httpx all work, with or without binary tensors.
 
 from __future__ import annotations
 
-import logging
-from typing import Any
-
-import orjson
 from fastapi import FastAPI, Request, Response
 from prometheus_client import REGISTRY, exposition
 
@@ -18,25 +14,30 @@ import predictors
 from predictors import metrics
 from predictors.errors import ServingError
 from predictors.protocol import rest_codec
+from predictors.serving.access_log import AccessLog
 from predictors.serving.repository import ModelRepository
 from predictors.serving.requests import inference
-from predictors.serving.status import client_message, http_status, is_server_fault
-
-log = logging.getLogger(__name__)
-
-
-def _json(doc: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(doc), status_code=status, media_type="application/json")
+from predictors.serving.responses import error_response as _error
+from predictors.serving.responses import json_response as _json
+from predictors.serving.v1_routes import add_v1_routes
 
 
-def _error(exc: BaseException) -> Response:
-    if is_server_fault(exc):
-        log.exception("request failed", exc_info=exc)
-    return _json({"error": client_message(exc)}, http_status(exc))
-
-
-def create_app(repository: ModelRepository) -> FastAPI:
-    app = FastAPI(title="modelplane", version=predictors.__version__, docs_url=None, redoc_url=None)
+def create_app(
+    repository: ModelRepository,
+    docs: bool = False,
+    log_latency: bool = False,
+    access_log_format: str | None = None,
+) -> FastAPI:
+    """The HTTP app; `docs` serves Swagger UI at /docs and the schema at /openapi.json."""
+    app = FastAPI(
+        title="modelplane",
+        version=predictors.__version__,
+        docs_url="/docs" if docs else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if docs else None,
+    )
+    if access_log_format:
+        app.add_middleware(AccessLog, fmt=access_log_format)
 
     @app.exception_handler(ServingError)
     async def serving_error(request: Request, exc: ServingError) -> Response:
@@ -79,10 +80,10 @@ def create_app(repository: ModelRepository) -> FastAPI:
     @app.post("/v2/models/{name}/versions/{version}/infer")
     async def infer(name: str, request: Request, version: str | None = None) -> Response:
         try:
-            with inference(repository, "http", name, version) as model:
+            request_id = request.headers.get("x-request-id", "")
+            with inference(repository, "http", name, version, request_id, log_latency) as model:
                 body = await request.body()
                 header_length = request.headers.get(rest_codec.HEADER_LENGTH)
-                request_id = request.headers.get("x-request-id", "")
                 payload, json_length = await model.handle(
                     lambda: rest_codec.decode(body, header_length, request_id),
                     lambda req, outputs: rest_codec.encode(model.name, model.version, req, outputs),
@@ -96,6 +97,8 @@ def create_app(repository: ModelRepository) -> FastAPI:
             media_type="application/octet-stream",
             headers={"Inference-Header-Content-Length": str(json_length)},
         )
+
+    add_v1_routes(app, repository, log_latency)
 
     @app.get("/metrics")
     async def prometheus(request: Request) -> Response:

@@ -8,6 +8,7 @@ decodes, encodes and turns an exception into its own kind of error reply.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,12 +18,25 @@ from predictors.model import ServedModel
 from predictors.serving.repository import ModelRepository
 from predictors.serving.status import http_status
 
+# KServe writes the same line to its `kserve.trace` logger.
+trace_log = logging.getLogger("predictors.trace")
+
 
 @contextmanager
 def inference(
-    repository: ModelRepository, protocol: str, name: str, version: str | None
+    repository: ModelRepository,
+    protocol: str,
+    name: str,
+    version: str | None,
+    request_id: str = "",
+    log_latency: bool = False,
 ) -> Iterator[ServedModel]:
-    """Resolve the model and account for the request; exceptions pass through, counted."""
+    """Resolve the model and account for the request; exceptions pass through, counted.
+
+    With log_latency (KServe's --enable_latency_logging), one line per request
+    in the format of KServe's Model.__call__, so log pipelines built for KServe
+    read it: modelplane has no pre- or post-processing, so those are 0.
+    """
     record = metrics.RequestRecord(protocol)
     start = time.perf_counter()
     model: ServedModel | None = None
@@ -35,8 +49,14 @@ def inference(
         record.status = str(http_status(exc))
         raise
     finally:
+        seconds = time.perf_counter() - start
         if model is not None:
-            metrics.kserve_predict_histogram().labels(model_name=model.name).observe(
-                time.perf_counter() - start
-            )
+            metrics.kserve_predict_histogram().labels(model_name=model.name).observe(seconds)
         record.finish()
+        if log_latency:
+            trace_log.info(
+                "requestId: %s, preprocess_ms: 0.0, explain_ms: 0, predict_ms: %.3f, "
+                "postprocess_ms: 0.0",
+                request_id or "N.A.",
+                seconds * 1000,
+            )

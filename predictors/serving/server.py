@@ -15,15 +15,18 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import prometheus_client
 import uvicorn
 
+from predictors.errors import Refused
 from predictors.model import ServedModel
 from predictors.model_store import StoreError, discover
-from predictors.serving.grpc_servicer import create_grpc_server
+from predictors.serving.grpc_servicer import GrpcOptions, PortInUse, create_grpc_server
 from predictors.serving.http_app import create_app
 from predictors.serving.repository import ModelRepository
 from predictors.settings import ServeSettings
@@ -40,7 +43,7 @@ class _Uvicorn(uvicorn.Server):
 
 
 def build_models(settings: ServeSettings) -> list[ServedModel]:
-    stored = discover(settings.model_store, settings.models)
+    stored = discover(settings.model_store, settings.models, settings.bare_hints)
     if not stored:
         raise StoreError(f"no models found in {settings.model_store}")
     if settings.model_name:
@@ -61,7 +64,7 @@ class ModelplaneServer:
             # One process per pod: inference already runs off the event loop
             # in threads, metrics stay exact without a multiprocess registry,
             # and the model is in memory once. Scale with replicas instead.
-            raise ValueError("--workers must be 1: run more replicas to scale (see README)")
+            raise Refused("--workers must be 1: run more replicas to scale (see README)")
         self.settings = settings
         self.repository = ModelRepository(models)
         self._stop = asyncio.Event()
@@ -69,7 +72,14 @@ class ModelplaneServer:
     def start(self) -> None:
         # `_created` samples double the series and no dashboard reads them.
         prometheus_client.disable_created_metrics()
-        asyncio.run(self.serve())
+        for flag in self.settings.ignored_flags:
+            log.info("--%s is a KServe transformer flag; a predictor ignores it", flag)
+        if self.settings.event_loop == "uvloop":
+            import uvloop
+
+            uvloop.run(self.serve())
+        else:
+            asyncio.run(self.serve())
 
     def stop(self, sig: int) -> None:
         log.info("received %s: draining in-flight requests", signal.Signals(sig).name)
@@ -78,34 +88,51 @@ class ModelplaneServer:
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
+        s = self.settings
+        if s.max_asyncio_workers:
+            # KServe's --max_asyncio_workers sizes the loop's default executor
+            # (ModelServer.setup_event_loop); models run on their own executors.
+            loop.set_default_executor(ThreadPoolExecutor(s.max_asyncio_workers))
+        # Bind both ports before serving either: a taken port fails the start
+        # at once, and no client ever reaches a half-started server.
+        http_socket = bind_http(s.host, s.http_port)
+        grpc_server = None
+        if s.enable_grpc:
+            try:
+                grpc_server = create_grpc_server(self.repository, grpc_options(s))
+            except PortInUse:
+                http_socket.close()
+                raise
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop, sig)
-        s = self.settings
         http = _Uvicorn(
             uvicorn.Config(
-                create_app(self.repository),
-                host=s.host,
-                port=s.http_port,
+                create_app(
+                    self.repository,
+                    docs=s.enable_docs_url,
+                    log_latency=s.enable_latency_logging,
+                    access_log_format=s.access_log_format,
+                ),
                 log_config=None,
                 access_log=False,
                 lifespan="off",
                 timeout_graceful_shutdown=int(s.grace_period),
+                timeout_keep_alive=s.timeout_keep_alive,
+                ssl_certfile=str(s.ssl_certfile) if s.tls else None,
+                ssl_keyfile=str(s.ssl_keyfile) if s.tls else None,
             )
         )
-        grpc_server = None
-        if s.enable_grpc:
-            host = f"[{s.host}]" if ":" in s.host else s.host
-            grpc_server = create_grpc_server(
-                self.repository, f"{host}:{s.grpc_port}", s.grpc_threads
-            )
+        scheme = "https" if s.tls else "http"
+        log.info("HTTP listening on %s://%s:%d", scheme, s.host, s.http_port)
+        if grpc_server is not None:
             grpc_server.start()
-            log.info("gRPC listening on %s:%d", s.host, s.grpc_port)
-        http_task = asyncio.create_task(http.serve(), name="http")
+            log.info("gRPC listening on %s:%d%s", s.host, s.grpc_port, " (TLS)" if s.tls else "")
+        http_task = asyncio.create_task(http.serve(sockets=[http_socket]), name="http")
         load_task = asyncio.create_task(self.repository.load_all(), name="load-models")
         stop_task = asyncio.create_task(self._stop.wait())
         await asyncio.wait({http_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
         if http_task.done() and not self._stop.is_set():
-            # HTTP could not start (port taken, say): fail loudly, not half-up.
+            # HTTP stopped by itself (a bad certificate, say): fail loudly, not half-up.
             self.repository.draining = True
             if grpc_server is not None:
                 grpc_server.stop(0)
@@ -124,3 +151,28 @@ class ModelplaneServer:
         load_task.cancel()
         self.repository.close()
         log.info("stopped")
+
+
+def bind_http(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        # create_server sets SO_REUSEADDR (restart over TIME_WAIT), never SO_REUSEPORT.
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        raise PortInUse(f"HTTP cannot listen on {host}:{port}: {exc.strerror}") from exc
+
+
+def grpc_options(s: ServeSettings) -> GrpcOptions:
+    host = f"[{s.host}]" if ":" in s.host else s.host
+    tls = None
+    if s.tls:
+        assert s.ssl_certfile is not None and s.ssl_keyfile is not None
+        tls = (s.ssl_certfile.read_bytes(), s.ssl_keyfile.read_bytes())
+    return GrpcOptions(
+        address=f"{host}:{s.grpc_port}",
+        threads=s.grpc_threads,
+        max_send_message_length=s.grpc_max_send_message_length,
+        max_receive_message_length=s.grpc_max_receive_message_length,
+        tls=tls,
+        log_latency=s.enable_latency_logging,
+    )

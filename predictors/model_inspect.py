@@ -155,6 +155,8 @@ def _trial_run_onnx(session: object, inputs: list[TensorSpec]) -> None:
 def inspect_torchscript(path: Path, hints: Hints) -> Inspected:
     import torch
 
+    from predictors.runtimes.torch_files import UnsafeModel, load_torchscript
+
     torch_inputs, output_names = hints.torch_inputs, hints.output_names
     if not torch_inputs:
         raise InspectError(
@@ -162,7 +164,9 @@ def inspect_torchscript(path: Path, hints: Hints) -> Inspected:
             "--input-dtype, --input-name), e.g. --input-shape=-1,1,8,8"
         )
     try:
-        module = torch.jit.load(str(path), map_location="cpu").eval()
+        module = load_torchscript(path, torch.device("cpu"))
+    except UnsafeModel as exc:
+        raise InspectError(str(exc)) from exc
     except Exception as exc:
         raise InspectError(f"{path.name} is not a TorchScript model: {exc}") from exc
     rows = 2
@@ -198,9 +202,13 @@ def inspect_torch_export(path: Path, hints: Hints) -> Inspected:
     """A torch.export program records its tensors; dynamic dimensions become -1."""
     import torch
 
+    from predictors.runtimes.torch_files import UnsafeModel, load_exported_program
+
     input_names, output_names = hints.input_names, hints.output_names
     try:
-        program = torch.export.load(str(path))
+        program = load_exported_program(path)
+    except UnsafeModel as exc:
+        raise InspectError(str(exc)) from exc
     except Exception as exc:
         raise InspectError(f"{path.name} is not a torch.export program: {exc}") from exc
 

@@ -15,6 +15,7 @@ import torch
 
 from predictors.metadata import ModelMetadata
 from predictors.runtimes import Runtime, RuntimeOptions, intra_op_threads
+from predictors.runtimes.torch_files import load_exported_program, load_torchscript
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,23 @@ def choose_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def set_torch_threads(options: RuntimeOptions) -> None:
+    """Intra-op threads as the compute policy says; one inter-op thread.
+
+    Both are process-wide in torch: the last Torch model loaded sets them, and
+    every model gets the same values from the same settings. Inter-op threads
+    only run TorchScript `fork`s, which served models do not use, and torch
+    would otherwise start one per CPU beside the intra-op pool. torch allows
+    setting them once, before any inter-op work; a second model finds them set.
+    """
+    torch.set_num_threads(intra_op_threads(options.intra_op_threads))
+    if torch.get_num_interop_threads() != 1:
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:  # already set, or inter-op work has started
+            log.debug("torch inter-op threads stay at %d", torch.get_num_interop_threads())
+
+
 class TorchRuntime(Runtime):
     kind = "torch"
 
@@ -34,9 +52,7 @@ class TorchRuntime(Runtime):
         self._device = choose_device(options.device)
         self.device = str(self._device)
         if self._device.type == "cpu":
-            # Process-wide in torch: the last Torch model loaded sets it,
-            # and every model gets the same value from the same settings.
-            torch.set_num_threads(intra_op_threads(options.intra_op_threads))
+            set_torch_threads(options)
         self.module = self.load_module(model_file, self._device)
         self._input_names = [t.name for t in metadata.inputs]
         self._output_names = [t.name for t in metadata.outputs]
@@ -76,7 +92,7 @@ class TorchScriptRuntime(TorchRuntime):
 
     @staticmethod
     def load_module(model_file: Path, device: torch.device) -> Callable[..., object]:
-        return torch.jit.load(str(model_file), map_location=device).eval()
+        return load_torchscript(model_file, device)
 
 
 class TorchExportRuntime(TorchRuntime):
@@ -87,4 +103,4 @@ class TorchExportRuntime(TorchRuntime):
     @staticmethod
     def load_module(model_file: Path, device: torch.device) -> Callable[..., object]:
         # The program was exported in eval mode; its module has no eval().
-        return torch.export.load(str(model_file)).module().to(device)
+        return load_exported_program(model_file).module().to(device)

@@ -2,12 +2,24 @@
 
 One process serves a pod (see README, "Metrics"), so the default registry
 is the whole truth and needs no multiprocess collector.
+
+Triton's statistics extension (predictors.serving.statistics) reports the
+same events per model version: each request's outcome and duration, each
+stage, each batch run. They are counted in the same calls that feed the
+Prometheus series (`Stage.observe`, `ModelSeries.batch`, `RequestRecord.finish`),
+so the two can never disagree, and kept per (name, version) for the life of
+the process, as the Prometheus series are, across an unload and reload.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -80,6 +92,82 @@ STAGES = ("queue", "decode", "inference", "encode")
 PROTOCOLS = ("http", "grpc")
 
 
+@dataclass
+class Tally:
+    """A count and a total time, as Triton's StatisticDuration."""
+
+    count: int = 0
+    seconds: float = 0.0
+
+    def add(self, seconds: float) -> None:
+        self.count += 1
+        self.seconds += seconds
+
+    def to_dict(self) -> dict[str, int]:
+        return {"count": self.count, "ns": round(self.seconds * 1e9)}
+
+
+@dataclass
+class ModelStatistics:
+    """One model version's activity since the process started (Triton's ModelStatistics)."""
+
+    success: Tally = field(default_factory=Tally)
+    fail: Tally = field(default_factory=Tally)
+    stages: dict[str, Tally] = field(default_factory=lambda: {s: Tally() for s in STAGES})
+    #: batch size -> its model runs
+    batches: dict[int, Tally] = field(default_factory=dict)
+    #: rows run by the model (Triton's inference_count), and runs (execution_count)
+    rows: int = 0
+    runs: int = 0
+    #: ms since the epoch of the last request, 0 before the first
+    last_inference_ms: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "last_inference": self.last_inference_ms,
+                "inference_count": self.rows,
+                "execution_count": self.runs,
+                "success": self.success.to_dict(),
+                "fail": self.fail.to_dict(),
+                "stages": {name: tally.to_dict() for name, tally in self.stages.items()},
+                "batches": {rows: tally.to_dict() for rows, tally in sorted(self.batches.items())},
+            }
+
+
+_statistics: dict[tuple[str, str], ModelStatistics] = {}
+_statistics_lock = threading.Lock()
+
+
+def statistics_of(model_name: str, version: str) -> ModelStatistics:
+    """The statistics of a model version (created at zero on first use, like a series)."""
+    with _statistics_lock:
+        return _statistics.setdefault((model_name, version), ModelStatistics())
+
+
+class Stage:
+    """A stage's histogram child and its statistics tally, observed together."""
+
+    def __init__(self, child: Any, statistics: ModelStatistics, name: str) -> None:
+        self._child = child
+        self._statistics = statistics
+        self._tally = statistics.stages[name]
+
+    def observe(self, seconds: float) -> None:
+        self._child.observe(seconds)
+        with self._statistics.lock:
+            self._tally.add(seconds)
+
+    @contextmanager
+    def time(self) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.observe(time.perf_counter() - start)
+
+
 class ModelSeries:
     """One model version's labelled series, looked up once rather than per request.
 
@@ -88,11 +176,28 @@ class ModelSeries:
     """
 
     def __init__(self, model_name: str, version: str) -> None:
-        self.stage = {name: STAGE_DURATION.labels(model_name, version, name) for name in STAGES}
+        self.statistics = statistics_of(model_name, version)
+        self.stage = {
+            name: Stage(STAGE_DURATION.labels(model_name, version, name), self.statistics, name)
+            for name in STAGES
+        }
         self.batch_size = BATCH_SIZE.labels(model_name, version)
         self.inflight = {p: INFLIGHT.labels(model_name, p) for p in PROTOCOLS}
         self.duration = {p: REQUEST_DURATION.labels(model_name, version, p) for p in PROTOCOLS}
         self.succeeded = {p: REQUESTS.labels(model_name, version, p, "200") for p in PROTOCOLS}
+
+    @contextmanager
+    def batch(self, rows: int) -> Iterator[None]:
+        """Time one model run of `rows` rows; a run that raises is not counted."""
+        start = time.perf_counter()
+        yield
+        seconds = time.perf_counter() - start
+        self.batch_size.observe(rows)
+        self.stage["inference"].observe(seconds)
+        with self.statistics.lock:
+            self.statistics.rows += rows
+            self.statistics.runs += 1
+            self.statistics.batches.setdefault(rows, Tally()).add(seconds)
 
 
 _kserve_predict: Histogram | None = None
@@ -155,10 +260,16 @@ class RequestRecord:
         self._inflight.inc()
 
     def finish(self) -> None:
+        seconds = time.perf_counter() - self._start
         if self._series is not None and self.status == "200":
             self._series.succeeded[self.protocol].inc()
         else:
             REQUESTS.labels(self.model_name, self.model_version, self.protocol, self.status).inc()
         if self._inflight is not None and self._duration is not None:
             self._inflight.dec()
-            self._duration.observe(time.perf_counter() - self._start)
+            self._duration.observe(seconds)
+        if self._series is not None:
+            statistics = self._series.statistics
+            with statistics.lock:
+                (statistics.success if self.status == "200" else statistics.fail).add(seconds)
+                statistics.last_inference_ms = int(time.time() * 1000)

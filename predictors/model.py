@@ -194,8 +194,7 @@ class ServedModel:
 
     def _run_batch(self, inputs: Arrays, rows: int) -> Arrays:
         assert self.runtime is not None
-        self.series.batch_size.observe(rows)
-        with self.series.stage["inference"].time():
+        with self.series.batch(rows):
             return self.runtime.run(inputs)
 
     # -- what clients see ---------------------------------------------------

@@ -180,3 +180,16 @@ def encode(
     if not chunks:
         return header, None
     return b"".join([header, *chunks]), len(header)
+
+
+def decode_object(body: bytes) -> dict[str, Any]:
+    """The JSON object of a non-infer request body (an empty body is `{}`)."""
+    if not body.strip():
+        return {}
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"request body is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise InvalidInput("request body must be a JSON object")
+    return doc

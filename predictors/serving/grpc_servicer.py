@@ -22,6 +22,7 @@ from predictors.serving.grpc_health import add_health_and_reflection
 from predictors.serving.repository import ModelRepository
 from predictors.serving.requests import inference
 from predictors.serving.status import client_message, grpc_code, is_server_fault
+from predictors.serving.triton_grpc import TritonExtensionsServicer
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def _abort(context: grpc.ServicerContext, exc: BaseException) -> NoReturn:
     raise AssertionError("unreachable: context.abort raises")
 
 
-class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+class InferenceServicer(TritonExtensionsServicer):
     def __init__(self, repository: ModelRepository, log_latency: bool = False) -> None:
         self.repository = repository
         self.log_latency = log_latency
@@ -79,9 +80,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 request.id,
                 self.log_latency,
             ) as model:
+                shm = self.repository.shared_memory
                 return model.handle_in_thread(
-                    lambda: grpc_codec.decode(request),
-                    lambda req, outputs: grpc_codec.encode(model.name, model.version, req, outputs),
+                    lambda: shm.read_inputs(grpc_codec.decode(request)),
+                    lambda req, outputs: grpc_codec.encode(
+                        model.name, model.version, req, shm.write_outputs(req, outputs)
+                    ),
                 )
         except Exception as exc:
             _abort(context, exc)

@@ -19,6 +19,7 @@ from predictors.serving.repository import ModelRepository
 from predictors.serving.requests import inference
 from predictors.serving.responses import error_response as _error
 from predictors.serving.responses import json_response as _json
+from predictors.serving.triton_http import add_triton_extensions
 from predictors.serving.v1_routes import add_v1_routes
 
 
@@ -38,6 +39,8 @@ def create_app(
     )
     if access_log_format:
         app.add_middleware(AccessLog, fmt=access_log_format)
+
+    add_triton_extensions(app, repository)
 
     @app.exception_handler(ServingError)
     async def serving_error(request: Request, exc: ServingError) -> Response:
@@ -84,9 +87,12 @@ def create_app(
             with inference(repository, "http", name, version, request_id, log_latency) as model:
                 body = await request.body()
                 header_length = request.headers.get(rest_codec.HEADER_LENGTH)
+                shm = repository.shared_memory
                 payload, json_length = await model.handle(
-                    lambda: rest_codec.decode(body, header_length, request_id),
-                    lambda req, outputs: rest_codec.encode(model.name, model.version, req, outputs),
+                    lambda: shm.read_inputs(rest_codec.decode(body, header_length, request_id)),
+                    lambda req, outputs: rest_codec.encode(
+                        model.name, model.version, req, shm.write_outputs(req, outputs)
+                    ),
                 )
         except Exception as exc:
             return _error(exc)

@@ -31,6 +31,7 @@ test-setup: setup
 	scripts/test-setup/docker.sh install
 	scripts/test-setup/checkov.sh
 	scripts/test-setup/java.sh
+	scripts/test-setup/perf_analyzer.sh
 
 test: test-setup
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)

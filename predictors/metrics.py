@@ -4,11 +4,15 @@ One process serves a pod (see README, "Metrics"), so the default registry
 is the whole truth and needs no multiprocess collector.
 
 Triton's statistics extension (predictors.serving.statistics) reports the
-same events per model version: each request's outcome and duration, each
-stage, each batch run. They are counted in the same calls that feed the
-Prometheus series (`Stage.observe`, `ModelSeries.batch`, `RequestRecord.finish`),
-so the two can never disagree, and kept per (name, version) for the life of
-the process, as the Prometheus series are, across an unload and reload.
+same measurements per model version, taken in the same calls that feed the
+Prometheus series (`Stage.observe`, `ModelSeries.batch`, `RequestRecord.finish`)
+and kept per (name, version) for the life of the process, as the series are,
+across an unload and reload. They follow Triton's meaning, which
+perf_analyzer relies on: the compute counts are successful requests, all
+three raised together when a request succeeds (so a snapshot never sees them
+differ), and a batch's run time counts once for every request in it; the
+durations are the Prometheus stage sums (requests that then failed included).
+Per run, `batches` are exactly the `inference` stage and `modelplane_batch_size`.
 """
 
 from __future__ import annotations
@@ -113,7 +117,14 @@ class ModelStatistics:
 
     success: Tally = field(default_factory=Tally)
     fail: Tally = field(default_factory=Tally)
-    stages: dict[str, Tally] = field(default_factory=lambda: {s: Tally() for s in STAGES})
+    #: requests through the batcher's queue, and their waits
+    queue: Tally = field(default_factory=Tally)
+    #: successful requests: the count of compute_input, compute_infer and compute_output
+    computed: int = 0
+    #: seconds per stage: decoding, the runs each request waited on, encoding
+    compute_seconds: dict[str, float] = field(
+        default_factory=lambda: {"decode": 0.0, "inference": 0.0, "encode": 0.0}
+    )
     #: batch size -> its model runs
     batches: dict[int, Tally] = field(default_factory=dict)
     #: rows run by the model (Triton's inference_count), and runs (execution_count)
@@ -131,7 +142,11 @@ class ModelStatistics:
                 "execution_count": self.runs,
                 "success": self.success.to_dict(),
                 "fail": self.fail.to_dict(),
-                "stages": {name: tally.to_dict() for name, tally in self.stages.items()},
+                "queue": self.queue.to_dict(),
+                "compute": {
+                    stage: Tally(self.computed, seconds).to_dict()
+                    for stage, seconds in self.compute_seconds.items()
+                },
                 "batches": {rows: tally.to_dict() for rows, tally in sorted(self.batches.items())},
             }
 
@@ -147,17 +162,24 @@ def statistics_of(model_name: str, version: str) -> ModelStatistics:
 
 
 class Stage:
-    """A stage's histogram child and its statistics tally, observed together."""
+    """A stage's histogram child and its statistics, observed together."""
 
     def __init__(self, child: Any, statistics: ModelStatistics, name: str) -> None:
         self._child = child
         self._statistics = statistics
-        self._tally = statistics.stages[name]
+        self._name = name
 
     def observe(self, seconds: float) -> None:
         self._child.observe(seconds)
-        with self._statistics.lock:
-            self._tally.add(seconds)
+        statistics = self._statistics
+        with statistics.lock:
+            if self._name == "queue":
+                statistics.queue.add(seconds)
+                # The batcher reports each request's wait in the thread that
+                # then runs their batch: ModelSeries.batch counts them there.
+                _batch_requests.count = getattr(_batch_requests, "count", 0) + 1
+            elif self._name != "inference":
+                statistics.compute_seconds[self._name] += seconds
 
     @contextmanager
     def time(self) -> Iterator[None]:
@@ -166,6 +188,10 @@ class Stage:
             yield
         finally:
             self.observe(time.perf_counter() - start)
+
+
+#: requests whose queue wait this thread reported since its last model run
+_batch_requests = threading.local()
 
 
 class ModelSeries:
@@ -190,14 +216,21 @@ class ModelSeries:
     def batch(self, rows: int) -> Iterator[None]:
         """Time one model run of `rows` rows; a run that raises is not counted."""
         start = time.perf_counter()
-        yield
+        try:
+            yield
+        finally:
+            # Without batching no queue is reported: the run is one request's.
+            requests = max(1, getattr(_batch_requests, "count", 0))
+            _batch_requests.count = 0
         seconds = time.perf_counter() - start
         self.batch_size.observe(rows)
         self.stage["inference"].observe(seconds)
-        with self.statistics.lock:
-            self.statistics.rows += rows
-            self.statistics.runs += 1
-            self.statistics.batches.setdefault(rows, Tally()).add(seconds)
+        statistics = self.statistics
+        with statistics.lock:
+            statistics.rows += rows
+            statistics.runs += 1
+            statistics.batches.setdefault(rows, Tally()).add(seconds)
+            statistics.compute_seconds["inference"] += seconds * requests
 
 
 _kserve_predict: Histogram | None = None
@@ -271,5 +304,9 @@ class RequestRecord:
         if self._series is not None:
             statistics = self._series.statistics
             with statistics.lock:
-                (statistics.success if self.status == "200" else statistics.fail).add(seconds)
+                if self.status == "200":
+                    statistics.success.add(seconds)
+                    statistics.computed += 1
+                else:
+                    statistics.fail.add(seconds)
                 statistics.last_inference_ms = int(time.time() * 1000)

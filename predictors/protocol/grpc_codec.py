@@ -104,17 +104,18 @@ def encode(
         model_name=model_name, model_version=model_version, id=request.id
     )
     in_shm = {o.name: o.shared_memory for o in request.outputs or [] if o.shared_memory}
-    # raw_output_contents[i] belongs to outputs[i] (tritonclient reads it so):
-    # outputs in shared memory carry none, so they go last.
     for name, array in outputs.items():
-        if name not in in_shm:
-            response.outputs.add(name=name, datatype=datatype_of(array.dtype), shape=array.shape)
-            response.raw_output_contents.append(tensors.wire_bytes(array))
-    for name, ref in in_shm.items():
-        array = outputs[name]
         tensor = response.outputs.add(
             name=name, datatype=datatype_of(array.dtype), shape=array.shape
         )
+        ref = in_shm.get(name)
+        if ref is None:
+            response.raw_output_contents.append(tensors.wire_bytes(array))
+            continue
+        # Written to the region by the serving layer. Clients read
+        # raw_output_contents[i] for outputs[i] (Triton's C++ client for every
+        # output, unchecked), so the entry stays, empty.
+        response.raw_output_contents.append(b"")
         tensor.parameters["shared_memory_region"].string_param = ref.region
         tensor.parameters["shared_memory_byte_size"].int64_param = tensors.wire_size(array)
         tensor.parameters["shared_memory_offset"].int64_param = ref.offset

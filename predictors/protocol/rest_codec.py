@@ -25,7 +25,6 @@ from predictors.protocol.tensors import (
     numpy_dtype,
     shared_memory_ref,
     wire_bytes,
-    wire_size,
 )
 
 HEADER_LENGTH = "inference-header-content-length"
@@ -150,12 +149,9 @@ def encode(
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         wanted = requested.get(name)
         if wanted is not None and wanted.shared_memory is not None:
-            # Already written to the region by the serving layer; say where and how much.
-            entry["parameters"] = {
-                "shared_memory_region": wanted.shared_memory.region,
-                "shared_memory_byte_size": wire_size(array),
-                "shared_memory_offset": wanted.shared_memory.offset,
-            }
+            # Written to the region by the serving layer: name, datatype and
+            # shape only. No parameters: Triton's C++ client (perf_analyzer)
+            # reads binary_data_size from any output that has them.
             entries.append(entry)
             continue
         wants_binary = wanted.binary if wanted is not None else None

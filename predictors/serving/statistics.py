@@ -1,16 +1,19 @@
-"""Triton's statistics extension: per model version, what the Prometheus metrics count.
+"""Triton's statistics extension: per model version, from the measurements /metrics shows.
 
-`GET /v2/models[/{m}[/versions/{v}]]/stats` and gRPC `ModelStatistics`. The
-numbers come from predictors.metrics, which counts them in the same calls
-that feed the Prometheus series, so they agree with /metrics:
+`GET /v2/models[/{m}[/versions/{v}]]/stats` and gRPC `ModelStatistics`.
+predictors.metrics takes the numbers in the calls that feed the Prometheus
+series, with Triton's meaning (perf_analyzer checks it):
 
 - success / fail: requests by outcome and their whole time, from receipt to
   encoded response (`modelplane_requests`, `modelplane_request_duration_seconds`);
-- queue, compute_input, compute_output: per request, the batcher's queue
-  wait, decoding and validation, and encoding (the `queue`, `decode` and
-  `encode` stages of `modelplane_request_stage_seconds`);
-- compute_infer: per model run, which runs a whole batch once (the
-  `inference` stage), and per batch size in batch_stats (`modelplane_batch_size`);
+- queue: requests through the batcher's queue and their waits (the `queue`
+  stage of `modelplane_request_stage_seconds`);
+- compute_input, compute_infer, compute_output: counted once per successful
+  request; their times are the `decode` stage (decoding and validation), the
+  model runs the requests waited on (a batch's run once for each request in
+  it), and the `encode` stage;
+- batch_stats: per batch size, the model's runs and their time (the
+  `inference` stage and `modelplane_batch_size`, run for run);
 - inference_count: rows run; execution_count: runs; last_inference: ms since
   the epoch of the last request.
 """
@@ -28,8 +31,7 @@ from predictors.serving.repository import ModelRepository
 from predictors.serving.responses import json_response
 
 #: Triton's names for modelplane's stages
-STAGE_NAMES = {
-    "queue": "queue",
+COMPUTE_STAGES = {
     "decode": "compute_input",
     "inference": "compute_infer",
     "encode": "compute_output",
@@ -58,8 +60,9 @@ def model_statistics(repository: ModelRepository, name: str = "", version: str =
         inference = stats.inference_stats
         inference.success.CopyFrom(pb.StatisticDuration(**snapshot["success"]))
         inference.fail.CopyFrom(pb.StatisticDuration(**snapshot["fail"]))
-        for ours, triton in STAGE_NAMES.items():
-            getattr(inference, triton).CopyFrom(pb.StatisticDuration(**snapshot["stages"][ours]))
+        inference.queue.CopyFrom(pb.StatisticDuration(**snapshot["queue"]))
+        for ours, triton in COMPUTE_STAGES.items():
+            getattr(inference, triton).CopyFrom(pb.StatisticDuration(**snapshot["compute"][ours]))
         for rows, tally in snapshot["batches"].items():
             # Triton splits a run in three; here inputs reach the runtime as
             # ready arrays, so the whole run is compute_infer.

@@ -1,4 +1,4 @@
-"""A private Docker daemon and the CPU image, for the `image` tests.
+"""A private Docker daemon and the images, for the `image` and `gpu_image` tests.
 
 The daemon is Debian's docker.io run by scripts/test-setup/docker.sh with its
 own data root, socket and exec root under .work/images/dockerd (no bridge, no
@@ -26,14 +26,40 @@ REPO = Path(__file__).resolve().parents[2]
 DOCKER_SH = REPO / "scripts/test-setup/docker.sh"
 BASE_IMAGE = "localhost/modelplane-base:bookworm-python3"
 IMAGE = "modelplane/predictor"
+GPU_IMAGE = "modelplane/predictor-gpu"
 TAG = "imagetest"
 BAKED_TAG = "imagetest-baked"
+# The images' user and group (the chart's runAsUser/runAsGroup/fsGroup).
+UID = 10001
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "image: builds and runs container images with a local Docker engine"
     )
+    config.addinivalue_line(
+        "markers",
+        "gpu_image: builds the GPU image (3 GB of wheels) and checks it without a GPU; "
+        "only with -m gpu_image or MODELPLANE_GPU_IMAGE_TEST=1",
+    )
+
+
+def gpu_image_test_wanted(config: pytest.Config) -> bool:
+    return "gpu_image" in (config.getoption("-m") or "") or os.environ.get(
+        "MODELPLANE_GPU_IMAGE_TEST", ""
+    ) not in ("", "0")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if gpu_image_test_wanted(config):
+        return
+    skip = pytest.mark.skip(
+        reason="the GPU image test downloads about 3 GB of wheels and builds for several "
+        "minutes; run it with `pytest -m gpu_image` (README: GPU)"
+    )
+    for item in items:
+        if "gpu_image" in item.keywords:
+            item.add_marker(skip)
 
 
 @dataclass
@@ -72,6 +98,55 @@ class Docker:
                 f"{argv} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
             )
         return proc
+
+
+def pinned_torch() -> str:
+    """pyproject.toml's torch pin, through its one reader."""
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts/lib/requirements.py"), "--torch-version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+def start(
+    docker: Docker,
+    image: str,
+    *args: str,
+    run_opts: tuple[str, ...] = (),
+    network: str = "host",
+) -> str:
+    """Starts a container detached; the session fixture removes it."""
+    name = f"mp-imagetest-{os.getpid()}-{len(docker.containers)}"
+    docker.containers.append(name)
+    # The chart's pod hardening: read-only root, /tmp as scratch with HOME
+    # there, no capabilities, no privilege escalation.
+    docker.run(
+        "run", "-d", "--name", name, "--network", network, "--read-only",
+        "--tmpfs", "/tmp", "-e", "HOME=/tmp", "--cap-drop", "ALL",
+        "--security-opt", "no-new-privileges", *run_opts, image, *args,
+    )  # fmt: skip
+    return name
+
+
+def wait_http_ready(docker: Docker, name: str, port: int, timeout: float = 180) -> None:
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(url=f"127.0.0.1:{port}")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = docker.run("inspect", "--format", "{{.State.Running}}", name).stdout.strip()
+        if state != "true":
+            break
+        try:
+            if client.is_server_ready():
+                return
+        except Exception:  # not listening yet
+            pass
+        time.sleep(1)
+    logs = docker.run("logs", name, check=False)
+    raise AssertionError(f"container {name} not ready:\n{logs.stdout[-3000:]}{logs.stderr[-3000:]}")
 
 
 def _why_no_docker() -> str | None:
@@ -158,3 +233,23 @@ def baked_image(docker: Docker, cpu_image: str, base_image: str) -> str:
         timeout=1500,
     )
     return f"{IMAGE}:{BAKED_TAG}"
+
+
+@pytest.fixture(scope="session")
+def gpu_image(docker: Docker, base_image: str) -> str:
+    """The GPU image, built offline on the CPU image's base, as a user would."""
+    t0 = time.monotonic()
+    docker.script(
+        REPO / "scripts/build-images",
+        "--gpu",
+        "--offline",
+        "--base-image",
+        base_image,
+        "--network",
+        "none",
+        "--tag",
+        TAG,
+        timeout=3600,
+    )
+    docker.timings["gpu image build"] = time.monotonic() - t0
+    return f"{GPU_IMAGE}:{TAG}"

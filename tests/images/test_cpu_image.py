@@ -19,53 +19,17 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
 from predictors.local_server import free_port
-from tests.images.conftest import REPO, Docker
+from tests.images.conftest import REPO, UID, Docker, pinned_torch, start, wait_http_ready
 
 pytestmark = [pytest.mark.image, pytest.mark.timeout(1800)]
 
 MODELS = ["digits-onnx", "digits-torch", "wine-onnx", "wine-torch"]
 
 
-def start(
-    docker: Docker,
-    image: str,
-    *args: str,
-    run_opts: tuple[str, ...] = (),
-    network: str = "host",
-) -> str:
-    """Starts a container detached; the session fixture removes it."""
-    name = f"mp-imagetest-{os.getpid()}-{len(docker.containers)}"
-    docker.containers.append(name)
-    # The chart's pod hardening: read-only root, /tmp as scratch with HOME
-    # there, no capabilities, no privilege escalation.
-    docker.run(
-        "run", "-d", "--name", name, "--network", network, "--read-only",
-        "--tmpfs", "/tmp", "-e", "HOME=/tmp", "--cap-drop", "ALL",
-        "--security-opt", "no-new-privileges", *run_opts, image, *args,
-    )  # fmt: skip
-    return name
-
-
-def wait_http_ready(docker: Docker, name: str, port: int, timeout: float = 180) -> None:
-    client = httpclient.InferenceServerClient(url=f"127.0.0.1:{port}")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = docker.run("inspect", "--format", "{{.State.Running}}", name).stdout.strip()
-        if state != "true":
-            break
-        try:
-            if client.is_server_ready():
-                return
-        except Exception:  # not listening yet
-            pass
-        time.sleep(1)
-    logs = docker.run("logs", name, check=False)
-    raise AssertionError(f"container {name} not ready:\n{logs.stdout[-3000:]}{logs.stderr[-3000:]}")
-
-
 def test_image_serves_a_mounted_store_over_http_and_grpc(docker: Docker, cpu_image: str) -> None:
     http_port, grpc_port = free_port(), free_port()
-    # Mounted read-only at /mnt/models, as KServe's storage initializer does.
+    # Mounted read-only at /mnt/models, as KServe's storage initializer does,
+    # and run as the chart's runAsUser/runAsGroup.
     name = start(
         docker,
         cpu_image,
@@ -77,7 +41,7 @@ def test_image_serves_a_mounted_store_over_http_and_grpc(docker: Docker, cpu_ima
         str(http_port),
         "--grpc_port",
         str(grpc_port),
-        run_opts=("-v", f"{REPO / 'model-store'}:/mnt/models:ro"),
+        run_opts=("-v", f"{REPO / 'model-store'}:/mnt/models:ro", "--user", f"{UID}:{UID}"),
     )
     wait_http_ready(docker, name, http_port)
 
@@ -130,7 +94,7 @@ def test_image_serves_a_mounted_store_over_http_and_grpc(docker: Docker, cpu_ima
 def test_image_metadata_user_ports_and_contents(docker: Docker, cpu_image: str) -> None:
     info = json.loads(docker.run("image", "inspect", cpu_image).stdout)[0]
     cfg = info["Config"]
-    assert cfg["User"] == "1000:1000", "numeric non-root user (the chart's runAsUser)"
+    assert cfg["User"] == f"{UID}:{UID}", "numeric non-root user (the chart's runAsUser)"
     assert set(cfg["ExposedPorts"]) == {"8080/tcp", "8081/tcp"}
     assert cfg["Entrypoint"] == ["modelplane", "serve"]
     assert cfg["Cmd"] == ["--model_dir", "/mnt/models"]
@@ -152,14 +116,14 @@ def test_image_metadata_user_ports_and_contents(docker: Docker, cpu_image: str) 
         "sh",
         cpu_image,
         "-c",
-        "id -u; command -v pip || echo no-pip; "
+        "id -u; id -g; command -v pip || echo no-pip; "
         "python3 -c 'import torch; print(torch.__version__, torch.version.cuda)'; "
         "test -w /opt/modelplane && echo venv-writable || echo venv-readonly",
     ).stdout.split()
-    assert probe[0] == "1000"
-    assert probe[1] == "no-pip", "the runtime image installs nothing"
-    assert probe[2].endswith("+cpu") and probe[3] == "None", probe
-    assert probe[4] == "venv-readonly", "the non-root user cannot change the installed code"
+    assert probe[:2] == [str(UID), str(UID)]
+    assert probe[2] == "no-pip", "the runtime image installs nothing"
+    assert probe[3] == f"{pinned_torch()}+cpu" and probe[4] == "None", probe
+    assert probe[5] == "venv-readonly", "the non-root user cannot change the installed code"
 
 
 def test_baked_image_serves_with_its_default_command(docker: Docker, baked_image: str) -> None:

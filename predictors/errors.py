@@ -9,6 +9,8 @@ error classes (`predictors.serving.kserve_adapter`).
 
 from __future__ import annotations
 
+import re
+
 
 class ServingError(Exception):
     """Base class: the message is what the client is told."""
@@ -57,3 +59,32 @@ class Refused(ValueError):
 
     The CLI prints the message and exits 2; nothing was changed.
     """
+
+
+class Overloaded(ServingError):
+    """The model's queue is full: try again shortly (HTTP 503 + Retry-After, RESOURCE_EXHAUSTED)."""
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class DeadlineExceeded(ServingError):
+    """The request's deadline passed before it ran (HTTP 504, DEADLINE_EXCEEDED)."""
+
+
+class ModelFailed(ServingError):
+    """The runtime failed on a valid request (HTTP 500, INTERNAL); the log has the details."""
+
+
+class ClientGone(ServingError):
+    """The client closed the connection before the request was read (HTTP 499, CANCELLED)."""
+
+
+# An absolute host path: two or more components after a leading '/'.
+_HOST_PATH = re.compile(r"(?<![\w:/.])/(?:[\w.@+~-]+/)+[\w.@+~-]*")
+
+
+def redact_paths(text: str) -> str:
+    """The text with host paths replaced: what reaches a client says nothing of the disk."""
+    return _HOST_PATH.sub("<path>", text)

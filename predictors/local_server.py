@@ -94,6 +94,7 @@ def start_local_server(
     timeout: float = 120,
     scheme: str = "http",
     cafile: Path | None = None,
+    user: int | None = None,
 ) -> LocalServer:
     """Start `modelplane serve --model-store store args...` on 127.0.0.1 and wait for it."""
     http_port, grpc_port = free_port(), free_port()
@@ -103,6 +104,9 @@ def start_local_server(
         "--host", "127.0.0.1", "--http_port", str(http_port), "--grpc_port", str(grpc_port),
         *args,
     ]  # fmt: skip
+    if user is not None:
+        # Tests of file permissions need a server that root's rights do not cover.
+        command = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *command]
     env = os.environ.copy()
     # The subprocess imports this very predictors package, wherever it lives.
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH")) if p)

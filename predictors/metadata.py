@@ -21,6 +21,17 @@ from predictors.protocol.datatypes import V2_TO_NUMPY
 METADATA_FILE = "metadata.json"
 
 
+def check_relative_file(name: str) -> str:
+    """A file of a version folder: a relative path inside it, never a host path."""
+    parts = name.replace("\\", "/").split("/")
+    if not name or name.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise MetadataError(
+            f"files entry {name!r} is not a file inside the version folder "
+            "(a relative path without '..')"
+        )
+    return name
+
+
 class MetadataError(Refused):
     """metadata.json is missing, unreadable or inconsistent."""
 
@@ -125,9 +136,9 @@ class ModelMetadata:
                 format=fmt,
                 inputs=[TensorSpec.from_dict(t) for t in raw["inputs"]],
                 outputs=[TensorSpec.from_dict(t) for t in raw["outputs"]],
-                files={str(k): str(v) for k, v in raw["files"].items()},
+                files={check_relative_file(str(k)): str(v) for k, v in raw["files"].items()},
                 labels=[str(x) for x in raw.get("labels", [])],
-                max_batch_size=int(raw.get("max_batch_size", 256)),
+                max_batch_size=_positive("max_batch_size", raw.get("max_batch_size", 256)),
                 batching=batching,
                 metrics={str(k): float(v) for k, v in raw.get("metrics", {}).items()},
                 framework_versions=dict(raw.get("framework_versions", {})),
@@ -143,13 +154,21 @@ class ModelMetadata:
 
     @classmethod
     def read(cls, version_dir: Path) -> ModelMetadata:
-        path = version_dir / METADATA_FILE
+        # Messages name the file by its place in the store, never by its host
+        # path: they reach clients (model metadata, readiness).
+        where = f"{version_dir.parent.name}/{version_dir.name}/{METADATA_FILE}"
         try:
-            raw = json.loads(path.read_text())
+            raw = json.loads((version_dir / METADATA_FILE).read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
-            raise MetadataError(f"{path} does not exist") from exc
+            raise MetadataError(f"{where} does not exist") from exc
         except json.JSONDecodeError as exc:
-            raise MetadataError(f"{path} is not valid JSON: {exc}") from exc
+            raise MetadataError(f"{where} is not valid JSON: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise MetadataError(f"{where} is not UTF-8 text: {exc.reason}") from exc
+        except OSError as exc:
+            raise MetadataError(f"{where} cannot be read: {exc.strerror}") from exc
+        if not isinstance(raw, dict):
+            raise MetadataError(f"{where} must hold a JSON object")
         return cls.from_dict(raw)
 
     def write(self, version_dir: Path) -> None:
@@ -162,4 +181,34 @@ def _batching(raw: dict[str, Any]) -> BatchingConfig:
     # Stores written before the field was renamed call it max_batch_size.
     if "max_batch_size" in raw:
         raw.setdefault("max_rows", raw.pop("max_batch_size"))
-    return BatchingConfig(**raw)
+    config = BatchingConfig(**raw)
+    check_batching(config)
+    return config
+
+
+#: a longer queue delay holds every request that long: nothing sane needs it
+MAX_QUEUE_DELAY_MS = 10_000.0
+
+
+def check_batching(config: BatchingConfig) -> None:
+    """Refuse settings under which a model would go ready and then fail every request."""
+    if not isinstance(config.enabled, bool):
+        raise MetadataError(f"batching.enabled must be true or false, got {config.enabled!r}")
+    rows = config.max_rows
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+        raise MetadataError(f"batching.max_rows must be a whole number >= 1, got {rows!r}")
+    delay = config.max_queue_delay_ms
+    if isinstance(delay, bool) or not isinstance(delay, int | float):
+        raise MetadataError(f"batching.max_queue_delay_ms must be a number, got {delay!r}")
+    if not 0 <= delay <= MAX_QUEUE_DELAY_MS:
+        raise MetadataError(
+            f"batching.max_queue_delay_ms must be between 0 and {MAX_QUEUE_DELAY_MS:g}, "
+            f"got {delay!r}"
+        )
+
+
+def _positive(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise MetadataError(f"{key} must be a whole number >= 1, got {value!r}")
+    return value
+

@@ -22,7 +22,7 @@ import numpy as np
 
 from predictors import metrics
 from predictors.batching import DynamicBatcher
-from predictors.errors import ModelNotReady
+from predictors.errors import ModelFailed, ModelNotReady, ServingError, redact_paths
 from predictors.metadata import BatchingConfig, ModelMetadata
 from predictors.model_store import StoredModel, verify
 from predictors.protocol.tensors import InferenceRequest
@@ -95,7 +95,8 @@ class ServedModel:
             # client should not pay for that, and readiness should prove it works.
             runtime.run(self._warmup_inputs(meta))
         except Exception as exc:
-            self.state, self.error, self.ready = ModelState.FAILED, str(exc), False
+            # Clients see the reason (metadata, readiness), never the host's paths.
+            self.state, self.error, self.ready = ModelState.FAILED, redact_paths(str(exc)), False
             log.error("model %s version %s failed to load: %s", self.name, self.version, exc)
             return False
         finally:
@@ -195,7 +196,24 @@ class ServedModel:
     def _run_batch(self, inputs: Arrays, rows: int) -> Arrays:
         assert self.runtime is not None
         with self.series.batch(rows):
-            return self.runtime.run(inputs)
+            try:
+                return self.runtime.run(inputs)
+            except ServingError:
+                raise
+            except Exception as exc:
+                # The runtime's text can be long and name host paths: it goes
+                # to the log, whole; each caller of the batch gets one line.
+                log.exception(
+                    "model %s version %s failed on a batch of %d rows",
+                    self.name,
+                    self.version,
+                    rows,
+                )
+                raise ModelFailed(
+                    f"model {self.name} version {self.version} failed to run this request "
+                    f"({type(exc).__name__}); the server log has the details"
+                ) from exc
+
 
     # -- what clients see ---------------------------------------------------
 

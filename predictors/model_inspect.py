@@ -15,7 +15,7 @@ import numpy as np
 
 from predictors.errors import Refused
 from predictors.formats import UnknownFormat, get_format
-from predictors.metadata import ModelMetadata, TensorSpec
+from predictors.metadata import MetadataError, ModelMetadata, TensorSpec, check_relative_file
 from predictors.protocol.datatypes import NUMPY_TO_V2, V2_TO_NUMPY
 
 
@@ -65,6 +65,8 @@ class Inspected:
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     framework_versions: dict[str, str]
+    #: files the model file needs beside it (ONNX external data), relative to it
+    extra_files: list[str] = field(default_factory=list)
 
 
 def detect_format(path: Path) -> str:
@@ -113,7 +115,27 @@ def inspect_onnx(path: Path, hints: Hints) -> Inspected:
         "onnxruntime": ort.__version__,
         "opset": str(max(o.version for o in model.opset_import)),
     }
-    return Inspected(inputs, outputs, versions)
+    return Inspected(inputs, outputs, versions, external_data_files(path))
+
+
+def external_data_files(path: Path) -> list[str]:
+    """The external-data files of an ONNX model (large weights kept beside the graph)."""
+    import onnx
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    model = onnx.load(str(path), load_external_data=False)
+    found = []
+    for tensor in _get_all_tensors(model):
+        if not uses_external_data(tensor):
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        try:
+            check_relative_file(location)
+        except MetadataError as exc:
+            raise InspectError(f"tensor '{tensor.name}': external data {exc}") from exc
+        if location not in found:
+            found.append(location)
+    return found
 
 
 _ORT_TYPES = {
@@ -261,7 +283,9 @@ def metadata_for(
         format=model_format.name,
         inputs=found.inputs,
         outputs=found.outputs,
-        files={},
+        # The model file's checksum is taken when it is copied; these are the
+        # files that go with it, copied and checksummed alike (store add).
+        files={name: "" for name in found.extra_files},
         labels=labels or [],
         framework_versions=found.framework_versions,
         provenance={"imported_from": path.name, "by": "modelplane store add"},

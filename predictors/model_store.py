@@ -98,16 +98,26 @@ def verify(path: Path, metadata: ModelMetadata) -> list[str]:
     problems = []
     if metadata.model_file not in metadata.files:
         problems.append(f"metadata.json lists no checksum for {metadata.model_file}")
+    folder = path.resolve()
     for file_name, expected in metadata.files.items():
         file_path = path / file_name
+        # A link to elsewhere would have the server hash (and load) a host file.
+        if not file_path.resolve().is_relative_to(folder):
+            problems.append(f"{file_name} points outside its version folder")
+            continue
         if not file_path.is_file():
             problems.append(f"{file_name} is missing")
             continue
-        actual = sha256_of(file_path)
+        try:
+            actual = sha256_of(file_path)
+        except OSError as exc:
+            problems.append(f"{file_name} cannot be read: {exc.strerror}")
+            continue
         if actual != expected:
+            # No digests in the message: it reaches clients, and a digest of
+            # a file is a fact about it.
             problems.append(
-                f"{file_name} checksum mismatch: metadata says {expected[:12]}..., "
-                f"file has {actual[:12]}..."
+                f"{file_name} checksum mismatch: it is not the file metadata.json lists"
             )
     return problems
 
@@ -135,11 +145,16 @@ def discover(
     elif any(_is_version_dir(child) for child in _folders(root)):
         found = [_from_version_dir(c, root.name, c.name, hints) for c in _version_dirs(root)]
     else:
-        found = [
-            _from_version_dir(version_dir, model_dir.name, version_dir.name, hints)
-            for model_dir in sorted(_folders(root))
-            for version_dir in _version_dirs(model_dir)
-        ]
+        found = []
+        for model_dir in sorted(_folders(root)):
+            if not _listable(model_dir):
+                # Reported as a model that cannot load, so the cause is visible.
+                found.append(_unlistable(model_dir, model_dir.name, "1"))
+                continue
+            for version_dir in _version_dirs(model_dir):
+                found.append(
+                    _from_version_dir(version_dir, model_dir.name, version_dir.name, hints)
+                )
     if names:
         unknown = sorted(set(names) - {m.name for m in found})
         if unknown:
@@ -148,22 +163,56 @@ def discover(
     return found
 
 
+# Every look at the disk below can fail (a folder without read permission, a
+# file that vanished): one bad folder must cost its own model, not the store.
+
+
+def _is(path: Path, kind: str) -> bool:
+    try:
+        return path.is_dir() if kind == "dir" else path.is_file()
+    except OSError:
+        return False
+
+
+def _listable(path: Path) -> bool:
+    try:
+        next(path.iterdir(), None)
+        return True
+    except OSError:
+        return False
+
+
 def _folders(path: Path) -> list[Path]:
     # Dot folders are writes in progress (predictors.atomic) or not ours.
-    return [p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    try:
+        children = list(path.iterdir())
+    except OSError:
+        return []
+    return [p for p in children if not p.name.startswith(".") and _is(p, "dir")]
 
 
 def _model_files(path: Path) -> list[Path]:
-    return sorted(p for p in path.iterdir() if p.suffix in MODEL_SUFFIXES and p.is_file())
+    try:
+        children = list(path.iterdir())
+    except OSError:
+        return []
+    return sorted(p for p in children if p.suffix in MODEL_SUFFIXES and _is(p, "file"))
 
 
 def _is_version_dir(path: Path) -> bool:
-    return (path / METADATA_FILE).is_file() or bool(_model_files(path))
+    return _is(path / METADATA_FILE, "file") or bool(_model_files(path))
 
 
 def _version_dirs(model_dir: Path) -> list[Path]:
-    dirs = [p for p in _folders(model_dir) if _is_version_dir(p)]
+    # A folder of a model that cannot be listed is taken for a broken version.
+    dirs = [p for p in _folders(model_dir) if _is_version_dir(p) or not _listable(p)]
     return sorted(dirs, key=lambda p: version_key(p.name))
+
+
+def _unlistable(path: Path, name: str, version: str) -> StoredModel:
+    return StoredModel(
+        name, version, path, problem=f"{name} version {version}: its folder cannot be read"
+    )
 
 
 def newest(found: list[StoredModel], name: str) -> StoredModel:
@@ -175,7 +224,9 @@ def newest(found: list[StoredModel], name: str) -> StoredModel:
 
 
 def _from_version_dir(path: Path, name: str, version: str, hints: Hints) -> StoredModel:
-    if not (path / METADATA_FILE).is_file():
+    if not _listable(path):
+        return _unlistable(path, name, version)
+    if not _is(path / METADATA_FILE, "file"):
         files = _model_files(path)
         if len(files) > 1:
             listed = ", ".join(f.name for f in files)
@@ -221,11 +272,23 @@ def add_model(
     if target.exists():
         raise StoreError(f"{name} version {version} already exists in {store}")
     file_name = get_format(metadata.format).file_name
+    # Files the model needs beside it (ONNX external data), as the inspector found them.
+    extra = [f for f in metadata.files if f != file_name]
+    for relative in extra:
+        if not (source.parent / relative).resolve().is_relative_to(source.parent.resolve()):
+            raise StoreError(f"{relative} points outside the folder of {source.name}")
+        if not (source.parent / relative).is_file():
+            raise StoreError(f"{source.name} needs {relative} beside it, and it is missing")
     try:
         with atomic_folder(target) as staging:
             shutil.copyfile(source, staging / file_name)
+            files = {file_name: sha256_of(staging / file_name)}
+            for relative in extra:
+                (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source.parent / relative, staging / relative)
+                files[relative] = sha256_of(staging / relative)
             metadata.name, metadata.version = name, version
-            metadata.files = {file_name: sha256_of(staging / file_name)}
+            metadata.files = files
             metadata.write(staging)
     except FileExistsError as exc:
         raise StoreError(f"{name} version {version} already exists in {store}") from exc

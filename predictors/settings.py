@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from predictors.metadata import BatchingConfig
+from predictors.metadata import BatchingConfig, check_batching
 from predictors.model_inspect import Hints, parse_torch_inputs
 from predictors.runtimes import RuntimeOptions
 
@@ -111,6 +111,7 @@ class ServeSettings:
                 max_rows=args.max_batch_size,
                 max_queue_delay_ms=args.max_queue_delay_ms,
             )
+            check_batching(batching)
         certfile = Path(args.ssl_certfile) if args.ssl_certfile else None
         keyfile = Path(args.ssl_keyfile) if args.ssl_keyfile else None
         http_port = args.http_port

@@ -23,6 +23,7 @@ def start_server(
     timeout: float = 120,
     scheme: str = "http",
     cafile: Path | None = None,
+    user: int | None = None,
 ) -> Server:
     """Start `modelplane serve` and wait (bounded) until it is ready, or only live."""
     return start_local_server(
@@ -33,4 +34,5 @@ def start_server(
         timeout=timeout,
         scheme=scheme,
         cafile=cafile,
+        user=user,
     )

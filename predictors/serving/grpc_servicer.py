@@ -10,14 +10,16 @@ keeps HTTP; neither protocol ever runs a model on it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from predictors.protocol import grpc_codec
-from predictors.protocol.grpc_messages import pb, pb_grpc
+from predictors.protocol.grpc_messages import pb
 from predictors.serving.grpc_health import add_health_and_reflection
 from predictors.serving.repository import ModelRepository
 from predictors.serving.requests import inference
@@ -91,6 +93,79 @@ class InferenceServicer(TritonExtensionsServicer):
             _abort(context, exc)
 
 
+class _Corrupt:
+    """A request whose bytes are not the message they should be."""
+
+    def __init__(self, type_name: str, error: Exception) -> None:
+        self.message = f"request is not a valid {type_name} message: {error}"
+
+
+def _lenient(message_class: Any) -> Callable[[bytes], Any]:
+    def parse(data: bytes) -> Any:
+        try:
+            return message_class.FromString(data)
+        except DecodeError as exc:
+            return _Corrupt(message_class.DESCRIPTOR.full_name, exc)
+
+    return parse
+
+
+def _unary(behavior: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    def handle(request: Any, context: grpc.ServicerContext) -> Any:
+        if isinstance(request, _Corrupt):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+        return behavior(request, context)
+
+    return handle
+
+
+def _streaming(behavior: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    def handle(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+        def checked() -> Iterator[Any]:
+            for request in requests:
+                if isinstance(request, _Corrupt):
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+                yield request
+
+        return behavior(checked(), context)
+
+    return handle
+
+
+def register(server: grpc.Server, servicer: Any) -> None:
+    """The service's handlers, with request parsing of our own.
+
+    What the generated `add_GRPCInferenceServiceServicer_to_server` does, but
+    grpc answers bytes its deserializer cannot parse with INTERNAL ("Exception
+    deserializing request!", grpc/_server.py `_unary_request`): a client's
+    malformed message is the client's error, INVALID_ARGUMENT, so parsing
+    happens in the handler's terms.
+    """
+    service = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+    handlers = {}
+    for method in service.methods:
+        request_class = getattr(pb, method.input_type.name)
+        response_class = getattr(pb, method.output_type.name)
+        behavior = getattr(servicer, method.name)
+        if method.client_streaming and method.server_streaming:
+            handlers[method.name] = grpc.stream_stream_rpc_method_handler(
+                _streaming(behavior),
+                request_deserializer=_lenient(request_class),
+                response_serializer=response_class.SerializeToString,
+            )
+        elif not method.client_streaming and not method.server_streaming:
+            handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+                _unary(behavior),
+                request_deserializer=_lenient(request_class),
+                response_serializer=response_class.SerializeToString,
+            )
+        else:  # no such method in the service today
+            raise TypeError(f"{method.name}: half-streaming RPCs are not served")
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service.full_name, handlers),)
+    )
+
+
 @dataclass(frozen=True)
 class GrpcOptions:
     """How the gRPC server listens (KServe's flags, predictors.settings)."""
@@ -121,9 +196,7 @@ def create_grpc_server(repository: ModelRepository, options: GrpcOptions) -> grp
             ("grpc.so_reuseport", 0),
         ],
     )
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(
-        InferenceServicer(repository, options.log_latency), server
-    )
+    register(server, InferenceServicer(repository, options.log_latency))
     add_health_and_reflection(server, repository)
     try:
         if options.tls is None:

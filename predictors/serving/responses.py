@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from fastapi import Response
 
-from predictors.serving.status import client_message, http_status, is_server_fault
+from predictors.serving.status import client_message, http_status, is_server_fault, retry_after
 
 log = logging.getLogger("predictors.serving")
 
@@ -20,4 +20,8 @@ def json_response(doc: Any, status: int = 200) -> Response:
 def error_response(exc: BaseException) -> Response:
     if is_server_fault(exc):
         log.exception("request failed", exc_info=exc)
-    return json_response({"error": client_message(exc)}, http_status(exc))
+    response = json_response({"error": client_message(exc)}, http_status(exc))
+    wait = retry_after(exc)
+    if wait is not None:
+        response.headers["Retry-After"] = wait
+    return response

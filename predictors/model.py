@@ -26,7 +26,7 @@ from predictors.errors import ModelFailed, ModelNotReady, ServingError, redact_p
 from predictors.metadata import BatchingConfig, ModelMetadata
 from predictors.model_store import StoredModel, verify
 from predictors.protocol.tensors import InferenceRequest
-from predictors.runtimes import Runtime, RuntimeOptions, available_cpus, load_runtime
+from predictors.runtimes import Runtime, RuntimeOptions, load_runtime, parallel_runs
 from predictors.validation import validate
 
 log = logging.getLogger(__name__)
@@ -103,9 +103,10 @@ class ServedModel:
             metrics.MODEL_LOAD_SECONDS.labels(self.name, self.version).set(
                 time.perf_counter() - start
             )
-        # With batching, one batch runs at a time; without, as many runs as
-        # CPUs, whether they come from the executor (HTTP) or gRPC threads.
-        workers = 1 if self.batching.enabled else available_cpus()
+        # The compute policy (predictors.runtimes.parallel_runs): one batch at a
+        # time with batching, else several runs at once, whether they come from
+        # the executor (HTTP) or gRPC threads.
+        workers = parallel_runs(self.options.parallel_runs, self.batching.enabled)
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix=f"run-{self.name}")
         self._run_slots = threading.BoundedSemaphore(workers)
         if self.batching.enabled:
@@ -213,7 +214,6 @@ class ServedModel:
                     f"model {self.name} version {self.version} failed to run this request "
                     f"({type(exc).__name__}); the server log has the details"
                 ) from exc
-
 
     # -- what clients see ---------------------------------------------------
 

@@ -131,7 +131,11 @@ class ServeSettings:
             workers=args.workers,
             grace_period=args.grace_period,
             runtime=RuntimeOptions(
-                device=args.device, intra_op_threads=args.threads, fp16=args.fp16
+                device=args.device,
+                intra_op_threads=args.threads,
+                parallel_runs=args.parallel_runs,
+                spin=args.spin,
+                fp16=args.fp16,
             ),
             batching=batching,
             log_level=args.log_level.upper(),
@@ -212,7 +216,23 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads",
         type=int,
         default=0,
-        help="intra-op threads per model (0: all CPUs this process may use but one, at least 1)",
+        help="intra-op threads per model run (0: every CPU this process may use, "
+        "cgroup CPU quota included)",
+    )
+    parser.add_argument(
+        "--parallel_runs",
+        "--parallel-runs",
+        dest="parallel_runs",
+        type=int,
+        default=0,
+        help="runs of one model at once with batching off (0: one per CPU); "
+        "with batching on, one batch runs at a time",
+    )
+    parser.add_argument(
+        "--spin",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="intra-op threads spin waiting for work (auto: not when they cover every CPU)",
     )
     parser.add_argument("--fp16", action="store_true", help="ONNX on CUDA: half precision")
     parser.add_argument(

@@ -17,7 +17,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from predictors.metadata import ModelMetadata
-from predictors.runtimes import Runtime, RuntimeOptions, available_cpus, intra_op_threads
+from predictors.runtimes import Runtime, RuntimeOptions, intra_op_threads, spinning
 
 log = logging.getLogger(__name__)
 
@@ -103,15 +103,14 @@ def provider_options(providers: list[str], device: str) -> list[dict[str, Any]]:
 def session_options(options: RuntimeOptions) -> ort.SessionOptions:
     so = ort.SessionOptions()
     threads = intra_op_threads(options.intra_op_threads)
-    # The batcher runs one batch at a time per session, so the threads go to
-    # intra-op parallelism; inter-op threads only help branchy graphs.
+    # Every run (one request, or a batch) may use all intra-op threads;
+    # concurrent runs (batching off) share the session's pool. Inter-op
+    # threads only help branchy graphs, and would be more threads per core.
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    # Spinning workers keep a core busy for a while after each run; that
-    # helps back-to-back runs only when the event loop still has a core of
-    # its own. When the pool covers every CPU, they would starve the loop.
-    if threads >= available_cpus():
+    # Spinning workers hold a core for a while after each op (see spinning).
+    if not spinning(options.spin, threads):
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     # All graph optimisations (constant folding, fusions, layout changes): the
     # one-time cost is at load, before readiness, and every request gains.

@@ -67,8 +67,34 @@ class TensorSpec:
 
 
 @dataclass(frozen=True)
+class BatchingMeasurement:
+    """What `modelplane bench --record-batching` measured, and so why `enabled` is what it is."""
+
+    #: served throughput with batching over without (geometric mean over `protocols`)
+    speedup: float
+    #: closed-loop callers, batch 1 per request
+    concurrency: int
+    #: CPUs of the machine it was measured on (predictors.runtimes.available_cpus)
+    cpus: int
+    protocols: tuple[str, ...] = ("grpc", "http")
+    measured_by: str = "modelplane bench"
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> BatchingMeasurement:
+        raw = dict(raw)
+        raw["protocols"] = tuple(raw.get("protocols", cls.protocols))
+        return cls(**raw)
+
+
+@dataclass(frozen=True)
 class BatchingConfig:
-    """Dynamic batching of concurrent requests (see batching.py)."""
+    """Dynamic batching of concurrent requests (see batching.py).
+
+    `enabled` is what `--batching model` (the default) follows. A model whose
+    metadata carries `measured` had it decided by `modelplane bench
+    --record-batching`: on if batching served at least as many requests per
+    second as no batching, at the bench's highest concurrency, on that machine.
+    """
 
     enabled: bool = True
     #: rows one dynamic batch may hold (a single larger request still runs alone)
@@ -77,6 +103,8 @@ class BatchingConfig:
     # the previous batch ran. That keeps latency at low load equal to the
     # unbatched path and still batches under concurrency.
     max_queue_delay_ms: float = 0.0
+    #: the measurement `enabled` was decided from; None when it is a default or a choice
+    measured: BatchingMeasurement | None = None
 
 
 @dataclass
@@ -181,7 +209,11 @@ def _batching(raw: dict[str, Any]) -> BatchingConfig:
     # Stores written before the field was renamed call it max_batch_size.
     if "max_batch_size" in raw:
         raw.setdefault("max_rows", raw.pop("max_batch_size"))
-    config = BatchingConfig(**raw)
+    # Stores written before batching was measured have no `measured`.
+    measured = raw.pop("measured", None)
+    config = BatchingConfig(
+        **raw, measured=BatchingMeasurement.from_dict(measured) if measured else None
+    )
     check_batching(config)
     return config
 
@@ -211,4 +243,3 @@ def _positive(key: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise MetadataError(f"{key} must be a whole number >= 1, got {value!r}")
     return value
-

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +18,7 @@ import tritonclient.grpc.aio as grpcaio
 import tritonclient.http.aio as httpaio
 
 from predictors.batching import DynamicBatcher
-from predictors.metadata import BatchingConfig
+from predictors.metadata import BatchingConfig, BatchingMeasurement, ModelMetadata
 from tests.support import MODEL_STORE, Server, start_server
 
 CALLERS = 48
@@ -84,7 +85,8 @@ async def call_http(url: str, model: str, xs: list[np.ndarray]) -> list[np.ndarr
 
 
 def batch_stats(server: Server, model: str) -> tuple[float, float]:
-    text = httpx.get(f"http://{server.http_url}/metrics").text
+    # Generous: a server's first scrape may load torch (metrics.refresh_gpu_memory).
+    text = httpx.get(f"http://{server.http_url}/metrics", timeout=60).text
     labels = f'model_name="{model}",model_version="1"'
     total = float(re.search(rf"modelplane_batch_size_sum{{{labels}}} (\S+)", text).group(1))
     count = float(re.search(rf"modelplane_batch_size_count{{{labels}}} (\S+)", text).group(1))
@@ -119,7 +121,55 @@ def test_batching_settings_are_in_metadata(batching_server: Server) -> None:
         "enabled": True,
         "max_rows": 16,
         "max_queue_delay_ms": 20.0,
+        # Chosen on the command line, not measured by `modelplane bench`.
+        "measured": None,
     }
+
+
+def test_metadata_that_measured_no_gain_turns_batching_off(tmp_path: Path) -> None:
+    """`--batching model` (the default) follows metadata.json; a model whose recorded
+    measurement said batching does not pay is served without it."""
+    store = tmp_path / "store"
+    shutil.copytree(MODEL_STORE / "digits-onnx", store / "digits-onnx")
+    version = store / "digits-onnx" / "1"
+    meta = ModelMetadata.read(version)
+    measured = BatchingMeasurement(speedup=0.93, concurrency=8, cpus=2)
+    meta.batching = BatchingConfig(enabled=False, max_rows=16, measured=measured)
+    meta.write(version)
+    assert ModelMetadata.read(version).batching == meta.batching  # the file round-trips
+    server = start_server(store, tmp_path, "--max_queue_delay_ms", "50")
+    try:
+        doc = httpx.get(f"http://{server.http_url}/v2/models/digits-onnx").json()
+        assert doc["parameters"]["batching"] == {
+            "enabled": False,
+            "max_rows": 16,
+            "max_queue_delay_ms": 0.0,
+            "measured": {
+                "speedup": 0.93,
+                "concurrency": 8,
+                "cpus": 2,
+                "protocols": ["grpc", "http"],
+                "measured_by": "modelplane bench",
+            },
+        }
+        xs = caller_inputs()[:12]
+        results = asyncio.run(call_grpc(server.grpc_url, "digits-onnx", xs))
+        for x, got in zip(xs, results, strict=True):
+            np.testing.assert_allclose(got, reference(x), atol=1e-4)
+        rows, runs = batch_stats(server, "digits-onnx")
+        # One run per request: nothing was merged, whatever the queue delay flag says.
+        assert (rows, runs) == (sum(len(x) for x in xs), len(xs))
+    finally:
+        server.stop()
+
+
+def test_metadata_without_a_measurement_still_reads(tmp_path: Path) -> None:
+    """Stores written before `measured` existed (the bundled one among them) keep working."""
+    meta = ModelMetadata.read(MODEL_STORE / "digits-onnx" / "1")
+    assert meta.batching.measured is None
+    raw = meta.to_dict()
+    raw["batching"] = {"enabled": True, "max_batch_size": 8}  # the oldest spelling
+    assert ModelMetadata.from_dict(raw).batching == BatchingConfig(enabled=True, max_rows=8)
 
 
 def test_grpc_threads_and_http_callers_share_batches(batching_server: Server) -> None:
@@ -214,7 +264,7 @@ def test_grpc_batches_hold_at_most_max_threads_requests(tmp_path: Path) -> None:
         results = asyncio.run(call_grpc(server.grpc_url, "digits-onnx", xs))
         for x, got in zip(xs, results, strict=True):
             np.testing.assert_allclose(got, reference(x), atol=1e-4)
-        text = httpx.get(f"http://{server.http_url}/metrics").text
+        text = httpx.get(f"http://{server.http_url}/metrics", timeout=60).text
         labels = 'model_name="digits-onnx",model_version="1"'
         buckets = {
             re.search(r'le="([^"]+)"', series).group(1): value

@@ -1,11 +1,11 @@
-"""Load over the wire: tritonclient's asyncio clients, as users run them."""
+"""Load over the wire: tritonclient's asyncio clients, as users run them; the server's counters."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from predictors.bench.measure import REQUEST_TIMEOUT_S, Cell, drive
+from predictors.bench.measure import REQUEST_TIMEOUT_S, Cell, Sampler, cpu_sampler, drive
 from predictors.local_server import LocalServer
 
 if TYPE_CHECKING:
@@ -64,6 +64,40 @@ def _v2(array: np.ndarray) -> str:
     return NUMPY_TO_V2[array.dtype]
 
 
+def batch_sampler(http_url: str, model: str) -> Sampler:
+    """Rows and runs so far of `model`, from modelplane's batch-size histogram at /metrics."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def sample() -> dict[str, float]:
+        with urllib.request.urlopen(f"http://{http_url}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        found = {"batch_rows": 0.0, "batches": 0.0}
+        for family in text_string_to_metric_families(text):
+            if family.name != "modelplane_batch_size":
+                continue
+            for sample in family.samples:
+                if sample.labels.get("model_name") != model:
+                    continue
+                if sample.name.endswith("_sum"):
+                    found["batch_rows"] += sample.value
+                elif sample.name.endswith("_count"):
+                    found["batches"] += sample.value
+        return found
+
+    return sample
+
+
+def server_sampler(server: LocalServer, model: str, batches: bool) -> Sampler:
+    """CPU of both processes, plus the server's batch counters when it keeps them."""
+    cpu = cpu_sampler(server.process.pid)
+    if not batches:
+        return cpu
+    rows = batch_sampler(server.http_url, model)
+    return lambda: {**cpu(), **rows()}
+
+
 async def measure_served(
     server: LocalServer,
     protocol: str,
@@ -72,10 +106,12 @@ async def measure_served(
     cell: Cell,
     warmup: float,
     duration: float,
+    batches: bool = True,
 ) -> Cell:
+    """Drive `server` with `cell.concurrency` callers; `batches`: it is a modelplane server."""
     url = server.grpc_url if protocol == "grpc" else server.http_url
     call, close = await _client_caller(protocol, url, model, inputs, cell.concurrency)
     try:
-        return await drive(call, cell, warmup, duration, server.process.pid)
+        return await drive(call, cell, warmup, duration, server_sampler(server, model, batches))
     finally:
         await close()

@@ -2,7 +2,8 @@
 
 Each of C callers sends its next request as soon as the last one came back.
 Throughput counts requests that finished inside the measured window; latency
-uses those wholly inside it; CPU is sampled at the window's ends.
+uses those wholly inside it; CPU time and the server's batch counters are
+sampled at the window's ends.
 """
 
 from __future__ import annotations
@@ -23,17 +24,19 @@ REQUEST_TIMEOUT_S = 30.0
 
 RAW = "raw"
 SERVED = "modelplane"
+#: the naive KServe custom predictor (predictors.bench.kserve_baseline)
+KSERVE = "kserve"
 
 
 @dataclass
 class Cell:
-    """One measured combination; `target` is raw (in-process) or modelplane."""
+    """One measured combination; `target` is raw (in-process), modelplane or kserve."""
 
     model: str
     target: str
-    runtime: str  # onnxruntime | torchscript
+    runtime: str  # onnxruntime | torchscript | torch.export
     protocol: str  # grpc | http | in-process
-    batching: str  # on | off | - (raw)
+    batching: str  # on | off | - (raw, kserve)
     concurrency: int
     requests: int = 0
     errors: int = 0
@@ -49,11 +52,15 @@ class Cell:
     #: measured window, per request that finished in it, in microseconds
     server_cpu_us: float | None = None
     client_cpu_us: float | None = None
+    #: the server's CPU time over the window's length (200 = two cores busy)
+    server_cpu_percent: float | None = None
+    #: rows per model run in the window (modelplane: its batch-size histogram)
+    batch_rows_mean: float | None = None
     first_error: str | None = None
 
     @property
-    def key(self) -> tuple[str, str, str, int]:
-        return (self.model, self.protocol, self.batching, self.concurrency)
+    def key(self) -> tuple[str, str, str, str, int]:
+        return (self.model, self.target, self.protocol, self.batching, self.concurrency)
 
 
 @dataclass
@@ -141,21 +148,40 @@ def measure_raw(
     return summarise(cell, samples, window)
 
 
-async def cpu_in_window(window: tuple[float, float], server_pid: int) -> tuple[float, float]:
-    """CPU seconds of the server process and of this process between the window's ends."""
+#: reads counters (of the server, of this process) at the window's ends
+Sampler = Callable[[], dict[str, float]]
+
+
+def cpu_sampler(server_pid: int) -> Sampler:
+    """CPU seconds of the server process and of this process (the load generator)."""
     import psutil
 
     server = psutil.Process(server_pid)
 
-    def sample() -> tuple[float, float]:
+    def sample() -> dict[str, float]:
         times = server.cpu_times()
-        return times.user + times.system, time.process_time()
+        return {"server_cpu_s": times.user + times.system, "client_cpu_s": time.process_time()}
+
+    return sample
+
+
+async def sample_window(
+    window: tuple[float, float], sampler: Sampler
+) -> tuple[tuple[float, float], dict[str, float]]:
+    """How much each counter of `sampler` grew, and between which two instants.
+
+    The samples are due at the window's ends, but a loaded machine may take
+    them late; figures are taken over the instants they were really taken.
+    """
+
+    def timed() -> tuple[float, dict[str, float]]:
+        return time.perf_counter(), sampler()
 
     await asyncio.sleep(max(0.0, window[0] - time.perf_counter()))
-    server_start, client_start = sample()
+    began, start = await asyncio.to_thread(timed)
     await asyncio.sleep(max(0.0, window[1] - time.perf_counter()))
-    server_end, client_end = sample()
-    return server_end - server_start, client_end - client_start
+    ended, end = await asyncio.to_thread(timed)
+    return (began, ended), {k: end[k] - start.get(k, 0.0) for k in end}
 
 
 async def drive(
@@ -163,13 +189,13 @@ async def drive(
     cell: Cell,
     warmup: float,
     duration: float,
-    server_pid: int | None = None,
+    sampler: Sampler | None = None,
 ) -> Cell:
     samples = _Samples()
     # Check the path works before loading it: one failure here says why at once.
     await call(0)
     window = window_after(warmup, duration)
-    cpu = asyncio.create_task(cpu_in_window(window, server_pid)) if server_pid else None
+    counters = asyncio.create_task(sample_window(window, sampler)) if sampler else None
 
     async def caller(offset: int) -> None:
         i = offset
@@ -189,9 +215,14 @@ async def drive(
 
     await asyncio.gather(*(caller(n * 7) for n in range(cell.concurrency)))
     cell = summarise(cell, samples, window)
-    if cpu is not None:
-        server_s, client_s = await cpu
-        if cell.requests:
-            cell.server_cpu_us = server_s / cell.requests * 1e6
-            cell.client_cpu_us = client_s / cell.requests * 1e6
+    if counters is not None:
+        (began, ended), grown = await counters
+        done = sum(1 for e in samples.ends if began <= e <= ended)
+        if done and "server_cpu_s" in grown:
+            cell.server_cpu_us = grown["server_cpu_s"] / done * 1e6
+            cell.client_cpu_us = grown["client_cpu_s"] / done * 1e6
+        if ended > began and "server_cpu_s" in grown:
+            cell.server_cpu_percent = grown["server_cpu_s"] / (ended - began) * 100
+        if grown.get("batches"):
+            cell.batch_rows_mean = grown["batch_rows"] / grown["batches"]
     return cell

@@ -1,4 +1,4 @@
-"""What a bench run found: ratios, the acceptance figures, the table, CSV and JSON."""
+"""What a bench run found: ratios, the batching decision, the figures, the table, CSV, JSON."""
 
 from __future__ import annotations
 
@@ -6,19 +6,29 @@ import csv
 import json
 import os
 import platform
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from predictors.bench.measure import RAW, SERVED, Cell
+from predictors.bench.measure import KSERVE, RAW, SERVED, Cell
 from predictors.bench.settings import BenchSettings
 
-# Acceptance figures (see predictors/bench/__init__.py and README).
+# The figures of issue 15 (see predictors/bench/__init__.py and README).
+FIGURE_CONCURRENCY = 8
+#: compute-bound models: gRPC at c8 over the naive KServe predictor, and over in-process
+COMPUTE_VS_KSERVE = 1.5
+COMPUTE_VS_IN_PROCESS = 0.85
+#: compute-bound models: c1 gRPC p50 <= factor x (in-process p50 + slack)
 LATENCY_FACTOR = 1.3
 LATENCY_SLACK_MS = 1.0
-BATCHING_SPEEDUP = 2.0
-BATCHING_CONCURRENCY = 16
+#: overhead-bound models: gRPC at c8 over the naive KServe predictor, and c1 p50 over in-process
+OVERHEAD_VS_KSERVE = 1.5
+OVERHEAD_P50_MS = 1.0
+#: one `modelplane serve` per model
+IDLE_RSS_MIB = 200.0
+READY_S = 2.0
+#: batching goes on when it serves at least this many times the requests without it
+BATCHING_HELPS = 1.0
 
 
 def machine() -> dict[str, Any]:
@@ -68,77 +78,175 @@ def add_ratios(results: list[Cell]) -> None:
             cell.p50_vs_raw = cell.p50_ms / base.p50_ms
 
 
-def _raw_us(cell: Cell | None) -> float | None:
-    """The bare runtime's time per single-row request (concurrency 1)."""
-    if cell is None or not cell.throughput_rps:
-        return None
-    return 1e6 / cell.throughput_rps
+def settings_modes(settings: BenchSettings) -> list[str]:
+    return ["on", "off"] if settings.unbatched else ["on"]
 
 
-def acceptance(results: list[Cell], settings: BenchSettings) -> dict[str, Any]:
-    """The two figures, per model (and protocol), with pass/fail; None where not measured."""
-    by_key = {c.key: c for c in results if c.target == SERVED}
-    raw = {(c.model, c.concurrency): c for c in results if c.target == RAW}
-    latency = []
+def figure_concurrency(settings: BenchSettings) -> int:
+    """8 when measured; else the highest concurrency asked stands in for it."""
+    if FIGURE_CONCURRENCY in settings.concurrency:
+        return FIGURE_CONCURRENCY
+    return settings.concurrency[-1]
+
+
+def batching_decisions(results: list[Cell], settings: BenchSettings) -> list[dict[str, Any]]:
+    """Per model: batching on over off at the highest concurrency, per protocol, and the verdict."""
+    import math
+
+    from predictors.runtimes import available_cpus
+
+    by_key = {c.key: c for c in results}
+    top = settings.concurrency[-1]
+    decisions = []
     for model in settings.models:
-        served, base = by_key.get((model, "grpc", "on", 1)), raw.get((model, 1))
-        if served is None or base is None or not served.requests:
+        ratios: dict[str, float] = {}
+        rows: dict[str, float | None] = {}
+        for protocol in settings.protocols:
+            on = by_key.get((model, SERVED, protocol, "on", top))
+            off = by_key.get((model, SERVED, protocol, "off", top))
+            if on is None or off is None or not off.throughput_rps or not on.throughput_rps:
+                continue
+            ratios[protocol] = on.throughput_rps / off.throughput_rps
+            rows[protocol] = on.batch_rows_mean
+        if not ratios:
             continue
-        limit = LATENCY_FACTOR * base.p50_ms + LATENCY_SLACK_MS
-        latency.append(
+        speedup = math.exp(sum(math.log(r) for r in ratios.values()) / len(ratios))
+        decisions.append(
             {
                 "model": model,
-                "runtime": base.runtime,
-                "grpc_p50_ms": served.p50_ms,
-                "raw_p50_ms": base.p50_ms,
-                "ratio": served.p50_ms / base.p50_ms if base.p50_ms else None,
-                "limit_ms": limit,
-                "passed": served.p50_ms <= limit,
+                "concurrency": top,
+                "cpus": available_cpus(),
+                "on_over_off": ratios,
+                "batch_rows_on": rows,
+                "speedup": speedup,
+                "enabled": speedup >= BATCHING_HELPS,
             }
         )
-    speedup = []
-    top = (
-        BATCHING_CONCURRENCY
-        if BATCHING_CONCURRENCY in settings.concurrency
-        else settings.concurrency[-1]
-    )
+    return decisions
+
+
+def record_batching(
+    decisions: list[dict[str, Any]], settings: BenchSettings
+) -> list[dict[str, Any]]:
+    """Write each decision into the newest version's metadata.json (built models excepted)."""
+    from dataclasses import replace
+
+    from predictors.bench.compute_model import COMPUTE_MODELS
+    from predictors.metadata import BatchingMeasurement
+    from predictors.model_store import discover, newest
+
+    names = [d["model"] for d in decisions if d["model"] not in COMPUTE_MODELS]
+    if not names:
+        return []
+    found = discover(settings.model_store, names)
+    recorded = []
+    for decision in decisions:
+        if decision["model"] not in names:
+            continue
+        stored = newest(found, decision["model"])
+        meta = stored.read_metadata()
+        meta.batching = replace(
+            meta.batching,
+            enabled=decision["enabled"],
+            measured=BatchingMeasurement(
+                speedup=round(decision["speedup"], 3),
+                concurrency=decision["concurrency"],
+                cpus=decision["cpus"],
+                protocols=tuple(decision["on_over_off"]),
+            ),
+        )
+        _write_metadata(meta, stored.path)
+        recorded.append(
+            {"model": meta.name, "version": meta.version, "enabled": decision["enabled"]}
+        )
+    return recorded
+
+
+def _write_metadata(meta: Any, folder: Path) -> None:
+    """metadata.json replaced in one rename: a server reading it sees the old or the new file."""
+    from predictors.metadata import METADATA_FILE
+
+    staging = folder / f".{METADATA_FILE}.new"
+    # The text ModelMetadata.write writes, into a staging file first.
+    staging.write_text(json.dumps(meta.to_dict(), indent=2, sort_keys=False) + "\n")
+    os.replace(staging, folder / METADATA_FILE)
+
+
+def _figure(model: str, name: str, rule: str, value: float | None, limit: float,
+            passed: bool | None, **details: Any) -> dict[str, Any]:  # fmt: skip
+    return {"model": model, "figure": name, "rule": rule, "value": value, "limit": limit,
+            "passed": passed, **details}  # fmt: skip
+
+
+def acceptance(
+    results: list[Cell],
+    startup: list[dict[str, Any]],
+    metas: dict[str, Any],
+    settings: BenchSettings,
+) -> list[dict[str, Any]]:
+    """Issue 15's figures, each a ratio (or a limit) from this run, with pass/fail.
+
+    Served figures use the batching mode the model's metadata asks for, which
+    is what `modelplane serve` does by default (`--batching model`).
+    """
+    from predictors.bench.compute_model import COMPUTE_MODELS
+
+    by_key = {c.key: c for c in results}
+    top = figure_concurrency(settings)
+    figures: list[dict[str, Any]] = []
     for model in settings.models:
-        for protocol in settings.protocols:
-            on, off = (
-                by_key.get((model, protocol, "on", top)),
-                by_key.get((model, protocol, "off", top)),
-            )
-            if on is None or off is None or not off.throughput_rps:
-                continue
-            ratio = on.throughput_rps / off.throughput_rps
-            speedup.append(
-                {
-                    "model": model,
-                    "protocol": protocol,
-                    "concurrency": top,
-                    "batching_on_rps": on.throughput_rps,
-                    "batching_off_rps": off.throughput_rps,
-                    "ratio": ratio,
-                    "passed": ratio >= BATCHING_SPEEDUP,
-                    # Why the ratio is what it is: batching can only save the
-                    # model's share of the CPU a request costs.
-                    "server_cpu_us_on": on.server_cpu_us,
-                    "server_cpu_us_off": off.server_cpu_us,
-                    "client_cpu_us_off": off.client_cpu_us,
-                    "raw_us_per_request": _raw_us(raw.get((model, 1))),
-                }
-            )
-    return {
-        "latency_c1": {
-            "rule": f"gRPC p50 <= {LATENCY_FACTOR} x raw p50 + {LATENCY_SLACK_MS:g} ms "
-            "(concurrency 1, batching on)",
-            "figures": latency,
-        },
-        "batching_speedup": {
-            "rule": f"throughput batching on / off >= {BATCHING_SPEEDUP:g} (concurrency {top})",
-            "figures": speedup,
-        },
-    }
+        mode = "on" if metas[model].batching.enabled else "off"
+        if mode not in settings_modes(settings):
+            mode = "on"
+        compute = model in COMPUTE_MODELS
+        raw1, raw_top = (
+            by_key.get((model, RAW, "in-process", "-", 1)),
+            by_key.get((model, RAW, "in-process", "-", top)),
+        )
+        grpc1 = by_key.get((model, SERVED, "grpc", mode, 1))
+        grpc_top = by_key.get((model, SERVED, "grpc", mode, top))
+        kserve_top = by_key.get((model, KSERVE, "grpc", "-", top))
+        common = {"batching": mode, "concurrency": top}
+        limit_kserve = COMPUTE_VS_KSERVE if compute else OVERHEAD_VS_KSERVE
+        if grpc_top and kserve_top and kserve_top.throughput_rps:
+            ratio = grpc_top.throughput_rps / kserve_top.throughput_rps
+            figures.append(
+                _figure(model, "grpc_vs_kserve", f"gRPC req/s at c{top} >= {limit_kserve:g} x "
+                        "the naive KServe predictor", ratio, limit_kserve, ratio >= limit_kserve,
+                        modelplane_rps=grpc_top.throughput_rps,
+                        kserve_rps=kserve_top.throughput_rps, **common)
+            )  # fmt: skip
+        if compute and grpc_top and raw_top and raw_top.throughput_rps:
+            ratio = grpc_top.throughput_rps / raw_top.throughput_rps
+            figures.append(
+                _figure(model, "grpc_vs_in_process", f"gRPC req/s at c{top} >= "
+                        f"{COMPUTE_VS_IN_PROCESS:g} x in-process {raw_top.runtime}", ratio,
+                        COMPUTE_VS_IN_PROCESS, ratio >= COMPUTE_VS_IN_PROCESS,
+                        modelplane_rps=grpc_top.throughput_rps,
+                        in_process_rps=raw_top.throughput_rps, **common)
+            )  # fmt: skip
+        if grpc1 and raw1 and grpc1.requests:
+            if compute:
+                limit = LATENCY_FACTOR * (raw1.p50_ms + LATENCY_SLACK_MS)
+                rule = f"gRPC p50 at c1 <= {LATENCY_FACTOR:g} x (in-process p50 + 1 ms)"
+            else:
+                limit = raw1.p50_ms + OVERHEAD_P50_MS
+                rule = f"gRPC p50 at c1 <= in-process p50 + {OVERHEAD_P50_MS:g} ms"
+            figures.append(
+                _figure(model, "grpc_p50_c1", rule, grpc1.p50_ms, limit, grpc1.p50_ms <= limit,
+                        in_process_p50_ms=raw1.p50_ms, batching=mode, concurrency=1)
+            )  # fmt: skip
+    for entry in startup:
+        figures.append(
+            _figure(entry["model"], "idle_rss", f"idle RSS of its own server <= "
+                    f"{IDLE_RSS_MIB:g} MiB", entry["idle_rss_mib"], IDLE_RSS_MIB,
+                    entry["idle_rss_mib"] <= IDLE_RSS_MIB)
+        )  # fmt: skip
+        figures.append(
+            _figure(entry["model"], "ready_s", f"cold start to ready <= {READY_S:g} s",
+                    entry["ready_s"], READY_S, entry["ready_s"] <= READY_S)
+        )  # fmt: skip
+    return figures
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -152,8 +260,9 @@ def print_report(report: dict[str, Any], console: Any) -> None:
     table = Table(
         title=f"modelplane bench on {machine['nproc']} CPUs ({machine['cpu_model']}), "
         f"batch 1 per request",
-        caption="x raw: over raw in-process runtime at the same concurrency "
-        "(req/s: higher is better; p50: lower is better)",
+        caption="x raw: over the in-process runtime at the same concurrency (req/s: higher "
+        "is better; p50: lower is better); server CPU: % of one core; rows/run: mean rows "
+        "per model run (batch size)",
     )
     for column, justify in (
         ("model", "left"),
@@ -166,20 +275,25 @@ def print_report(report: dict[str, Any], console: Any) -> None:
         ("p99 ms", "right"),
         ("req/s x raw", "right"),
         ("p50 x raw", "right"),
+        ("server CPU %", "right"),
         ("server CPU us/req", "right"),
         ("client CPU us/req", "right"),
+        ("rows/run", "right"),
         ("errors", "right"),
     ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     order = {"in-process": 0, "grpc": 1, "http": 2}
+    targets = {RAW: 0, SERVED: 1, KSERVE: 2}
     cells = sorted(
         report["results"],
-        key=lambda c: (c["model"], order[c["protocol"]], c["batching"], c["concurrency"]),
-    )
+        key=lambda c: (
+            c["model"], order[c["protocol"]], targets[c["target"]], c["batching"], c["concurrency"]
+        ),
+    )  # fmt: skip
     for c in cells:
         table.add_row(
             c["model"],
-            c["runtime"] if c["target"] == RAW else SERVED,
+            c["runtime"] if c["target"] == RAW else c["target"],
             c["protocol"],
             c["batching"],
             str(c["concurrency"]),
@@ -188,47 +302,69 @@ def print_report(report: dict[str, Any], console: Any) -> None:
             _fmt(c["p99_ms"], 3),
             _fmt(c["throughput_vs_raw"]),
             _fmt(c["p50_vs_raw"]),
+            _fmt(c["server_cpu_percent"], 0),
             _fmt(c["server_cpu_us"], 0),
             _fmt(c["client_cpu_us"], 0),
+            _fmt(c["batch_rows_mean"], 1),
             str(c["errors"]),
         )
     console.print(table)
 
-    figures = report["acceptance"]
-
-    def show(title: str, key: str, unmeasured: str, line: Callable[[dict[str, Any]], str]) -> None:
-        console.print(f"[bold]{title}[/]: {figures[key]['rule']}")
-        if not figures[key]["figures"]:
-            console.print(f"  not measured ({unmeasured})")
-        for f in figures[key]["figures"]:
-            console.print("  " + line(f) + (" [green]PASS[/]" if f["passed"] else " [red]FAIL[/]"))
+    if report["startup"] or report["servers_idle"]:
+        console.print()
+        console.print("[bold]servers[/]: cold start to ready and idle RSS")
+        for entry in report["startup"]:
+            console.print(
+                f"  modelplane serve --models {entry['model']:<13} ready in "
+                f"{entry['ready_s']:.2f} s, idle RSS {entry['idle_rss_mib']:.0f} MiB, "
+                f"{entry['scraped_rss_mib']:.0f} MiB after one /metrics scrape"
+            )
+        for entry in report["servers_idle"]:
+            console.print(
+                f"  {entry['server']} ({entry['models']} models): RSS before load "
+                f"{entry['idle_rss_mib']:.0f} MiB"
+            )
 
     console.print()
-    show(
-        "(a) latency overhead",
-        "latency_c1",
-        "needs --protocols grpc and concurrency 1",
-        lambda f: (
-            f"{f['model']:<14} gRPC p50 {f['grpc_p50_ms']:.3f} ms vs raw {f['runtime']} "
-            f"{f['raw_p50_ms']:.3f} ms = {_fmt(f['ratio'])}x (limit {f['limit_ms']:.3f} ms)"
-        ),
+    console.print(
+        f"[bold]batching[/]: on over off at the highest concurrency; on when >= "
+        f"{BATCHING_HELPS:g}x (--record-batching writes it to metadata.json)"
     )
-    show(
-        "(b) batching",
-        "batching_speedup",
-        "needs the batching-off server: drop --no-unbatched",
-        lambda f: (
-            f"{f['model']:<14} {f['protocol']:<5} {f['batching_on_rps']:.0f} vs "
-            f"{f['batching_off_rps']:.0f} req/s = {f['ratio']:.2f}x; CPU per request off: "
-            f"server {_fmt(f['server_cpu_us_off'], 0)} us + load generator "
-            f"{_fmt(f['client_cpu_us_off'], 0)} us, of which the model "
-            f"{_fmt(f['raw_us_per_request'], 0)} us"
-        ),
-    )
+    if not report["batching_decisions"]:
+        console.print("  not measured (needs the batching-off server: drop --no-unbatched)")
+    for d in report["batching_decisions"]:
+        per_protocol = ", ".join(
+            f"{p} {r:.2f}x ({_fmt(d['batch_rows_on'].get(p), 1)} rows/run)"
+            for p, r in d["on_over_off"].items()
+        )
+        console.print(
+            f"  {d['model']:<13} c={d['concurrency']}: {per_protocol}: "
+            f"{d['speedup']:.2f}x -> batching {'on' if d['enabled'] else 'off'}"
+        )
+    for entry in report["batching_recorded"]:
+        console.print(
+            f"  recorded in {entry['model']}:{entry['version']}/metadata.json: "
+            f"enabled {str(entry['enabled']).lower()}"
+        )
+
+    console.print()
+    console.print("[bold]figures[/] (issue 15), each from this run:")
+    for f in report["acceptance"]:
+        value = f["value"]
+        shown = "-" if value is None else f"{value:.3f}"
+        extra = ""
+        if f["figure"] in ("grpc_vs_kserve", "grpc_vs_in_process"):
+            other = f.get("kserve_rps", f.get("in_process_rps"))
+            extra = f" ({f['modelplane_rps']:.0f} vs {other:.0f} req/s, batching {f['batching']})"
+        elif f["figure"] == "grpc_p50_c1":
+            extra = f" ms (in-process {f['in_process_p50_ms']:.3f} ms, limit {f['limit']:.3f})"
+        verdict = "[green]PASS[/]" if f["passed"] else "[red]FAIL[/]"
+        console.print(f"  {f['model']:<13} {f['rule']}: {shown}{extra} {verdict}")
+
     errors = [c for c in report["results"] if c["errors"]]
     for c in errors:
         console.print(
-            f"[yellow]{c['model']} {c['protocol']} batching {c['batching']} "
+            f"[yellow]{c['model']} {c['target']} {c['protocol']} batching {c['batching']} "
             f"c={c['concurrency']}: {c['errors']} errors, first: {c['first_error']}[/]"
         )
 

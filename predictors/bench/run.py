@@ -1,4 +1,4 @@
-"""One `modelplane bench` run: start the servers, measure every cell, report."""
+"""One `modelplane bench` run: build the store, start the servers, measure every cell, report."""
 
 from __future__ import annotations
 
@@ -6,21 +6,26 @@ import argparse
 import asyncio
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from predictors.bench.baseline import start_kserve_baseline
 from predictors.bench.clients import measure_served
+from predictors.bench.compute_model import bench_store
 from predictors.bench.inputs import load_inputs
-from predictors.bench.measure import RAW, SERVED, Cell, measure_raw
+from predictors.bench.measure import KSERVE, RAW, SERVED, Cell, measure_raw
 from predictors.bench.raw import raw_runner
 from predictors.bench.report import (
     acceptance,
     add_ratios,
+    batching_decisions,
     machine,
     print_report,
+    record_batching,
     settings_doc,
     write_csv,
     write_json,
@@ -30,11 +35,14 @@ from predictors.local_server import LocalServer, start_local_server
 
 SERVER_START_TIMEOUT_S = 180.0
 SERVER_STOP_TIMEOUT_S = 30.0
+# An idle server's memory is read this long after it turned ready: the
+# warm-up run's buffers are allocated by then, and nothing else is running.
+IDLE_SETTLE_S = 1.0
 
 
-def _serve_args(settings: BenchSettings, batching: str) -> list[str]:
+def _serve_args(settings: BenchSettings, batching: str, models: list[str]) -> list[str]:
     args = [
-        "--models", ",".join(settings.models), "--device", "cpu",
+        "--models", ",".join(models), "--device", "cpu",
         "--threads", str(settings.threads), "--batching", batching, "--log_level", "WARNING",
     ]  # fmt: skip
     if batching == "on":
@@ -46,15 +54,62 @@ def _serve_args(settings: BenchSettings, batching: str) -> list[str]:
 
 
 @contextmanager
-def local_server(settings: BenchSettings, batching: str, log_dir: Path) -> Iterator[LocalServer]:
-    # Not waited for here: both servers load their models at the same time.
+def local_server(
+    store: Path, settings: BenchSettings, batching: str, log_dir: Path
+) -> Iterator[LocalServer]:
+    # Not waited for here: the servers load their models at the same time.
     server = start_local_server(
-        settings.model_store, log_dir, *_serve_args(settings, batching), wait=None
+        store, log_dir, *_serve_args(settings, batching, settings.models), wait=None
     )
     try:
         yield server
     finally:
         server.stop(SERVER_STOP_TIMEOUT_S)
+
+
+@contextmanager
+def kserve_server(model_file: Path, model: str, log_dir: Path) -> Iterator[LocalServer]:
+    server = start_kserve_baseline(model_file, model, log_dir, wait=None)
+    try:
+        yield server
+    finally:
+        server.stop(SERVER_STOP_TIMEOUT_S)
+
+
+def idle_rss_mib(server: LocalServer) -> float:
+    import psutil
+
+    return float(psutil.Process(server.process.pid).memory_info().rss) / 2**20
+
+
+def measure_startup(
+    store: Path, settings: BenchSettings, model: str, log_dir: Path
+) -> dict[str, Any]:
+    """One `modelplane serve` for `model` alone, as a pod runs it: cold start to ready, idle RSS."""
+    start = time.perf_counter()
+    server = start_local_server(store, log_dir, *_serve_args(settings, "on", [model]), wait=None)
+    try:
+        server.wait("ready", SERVER_START_TIMEOUT_S)
+        ready_s = time.perf_counter() - start
+        time.sleep(IDLE_SETTLE_S)
+        idle = idle_rss_mib(server)
+        # What a Prometheus scrape adds (whatever /metrics loads on first use).
+        scrape(server)
+        return {
+            "model": model,
+            "ready_s": ready_s,
+            "idle_rss_mib": idle,
+            "scraped_rss_mib": idle_rss_mib(server),
+        }
+    finally:
+        server.stop(SERVER_STOP_TIMEOUT_S)
+
+
+def scrape(server: LocalServer) -> None:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{server.http_url}/metrics", timeout=60) as response:
+        response.read()
 
 
 def run(settings: BenchSettings, console: Any) -> dict[str, Any]:
@@ -65,43 +120,47 @@ def run(settings: BenchSettings, console: Any) -> dict[str, Any]:
     from predictors.model_store import discover, newest
     from predictors.runtimes import available_cpus
 
-    # The versions the server serves: the store's own discovery and order.
-    found = discover(settings.model_store, settings.models)
-    model_dirs = {name: newest(found, name).path for name in settings.models}
-    metas = {name: newest(found, name).read_metadata() for name in settings.models}
-    inputs = {name: load_inputs(meta) for name, meta in metas.items()}
-    modes = ["on", "off"] if settings.unbatched else ["on"]
-    served_cells = [
-        Cell(name, SERVED, get_format(metas[name].format).engine, protocol, mode, c)
-        for mode in modes
-        for name in settings.models
-        for protocol in settings.protocols
-        for c in settings.concurrency
-    ]
-    raw_cells = [
-        Cell(name, RAW, get_format(metas[name].format).engine, "in-process", "-", c)
-        for name in settings.models
-        for c in settings.concurrency
-    ]
-    per_cell = settings.warmup + settings.duration
-    console.print(
-        f"[bold]modelplane bench[/]: {len(served_cells)} served + {len(raw_cells)} raw cells "
-        f"of {settings.duration:g}s (+{settings.warmup:g}s warm-up), about "
-        f"{(len(served_cells) + len(raw_cells)) * per_cell:.0f}s of load on "
-        f"{available_cpus()} CPUs"
-    )
-
     results: list[Cell] = []
+    startup: list[dict[str, Any]] = []
+    servers_idle: list[dict[str, Any]] = []
     with ExitStack() as stack:
-        log_dir = settings.server_log_dir
-        if log_dir is None:
-            log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mp-bench-")))
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mp-bench-")))
+        log_dir = settings.server_log_dir or work / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
-        # Both servers start (and load) at once, then are driven one at a time;
-        # an idle server costs memory, not CPU.
-        servers = {
-            mode: stack.enter_context(local_server(settings, mode, log_dir)) for mode in modes
-        }
+        console.print("[bold]modelplane bench[/]: building the store (compute models: export)")
+        store = bench_store(settings.model_store, settings.models, work / "store")
+        # The versions the servers serve: the store's own discovery and order.
+        found = discover(store, settings.models)
+        model_dirs = {name: newest(found, name).path for name in settings.models}
+        metas = {name: newest(found, name).read_metadata() for name in settings.models}
+        inputs = {name: load_inputs(meta) for name, meta in metas.items()}
+        onnx_models = [n for n in settings.models if metas[n].format == "onnx"]
+        kserve_models = onnx_models if settings.kserve else []
+        modes = ["on", "off"] if settings.unbatched else ["on"]
+        served_cells = [
+            Cell(name, SERVED, get_format(metas[name].format).engine, protocol, mode, c)
+            for mode in modes
+            for name in settings.models
+            for protocol in settings.protocols
+            for c in settings.concurrency
+        ] + [
+            Cell(name, KSERVE, "onnxruntime", protocol, "-", c)
+            for name in kserve_models
+            for protocol in settings.protocols
+            for c in settings.concurrency
+        ]
+        raw_cells = [
+            Cell(name, RAW, get_format(metas[name].format).engine, "in-process", "-", c)
+            for name in settings.models
+            for c in settings.concurrency
+        ]
+        per_cell = settings.warmup + settings.duration
+        console.print(
+            f"{len(served_cells)} served + {len(raw_cells)} raw cells of {settings.duration:g}s "
+            f"(+{settings.warmup:g}s warm-up), about "
+            f"{(len(served_cells) + len(raw_cells)) * per_cell:.0f}s of load on "
+            f"{available_cpus()} CPUs"
+        )
         progress = stack.enter_context(
             Progress(
                 TextColumn("{task.description}"),
@@ -112,9 +171,45 @@ def run(settings: BenchSettings, console: Any) -> dict[str, Any]:
                 transient=False,
             )
         )
-        task = progress.add_task("starting servers", total=len(served_cells) + len(raw_cells))
-        for server in servers.values():
+        starts = len(settings.models) if settings.startup else 0
+        steps = len(served_cells) + len(raw_cells) + starts
+        task = progress.add_task("starting", total=steps)
+
+        # One server per model, alone on the machine, as a pod would run it.
+        if settings.startup:
+            for name in settings.models:
+                progress.update(task, description=f"cold start {name}")
+                startup.append(measure_startup(store, settings, name, log_dir))
+                progress.advance(task)
+
+        # The load servers start (and load) at once, then are driven one at a
+        # time; an idle server costs memory, not CPU.
+        progress.update(task, description="starting servers")
+        servers = {
+            mode: stack.enter_context(local_server(store, settings, mode, log_dir))
+            for mode in modes
+        }
+        baselines = {
+            name: stack.enter_context(
+                kserve_server(model_dirs[name] / metas[name].model_file, name, log_dir)
+            )
+            for name in kserve_models
+        }
+        for server in [*servers.values(), *baselines.values()]:
             server.wait("ready", SERVER_START_TIMEOUT_S)
+        time.sleep(IDLE_SETTLE_S)
+        for server in servers.values():
+            # The first scrape's one-time cost stays out of the first cell.
+            scrape(server)
+        for mode, server in servers.items():
+            servers_idle.append(
+                {"server": f"modelplane --batching {mode}", "models": len(settings.models),
+                 "idle_rss_mib": idle_rss_mib(server)}
+            )  # fmt: skip
+        for name, server in baselines.items():
+            servers_idle.append(
+                {"server": f"kserve {name}", "models": 1, "idle_rss_mib": idle_rss_mib(server)}
+            )
 
         # Raw first, while nothing else runs in this process.
         for cell in raw_cells:
@@ -127,20 +222,23 @@ def run(settings: BenchSettings, console: Any) -> dict[str, Any]:
 
         async def drive_all() -> None:
             for cell in served_cells:
+                kserve = cell.target == KSERVE
                 progress.update(
                     task,
-                    description=f"{cell.model} {cell.protocol} batching {cell.batching} "
-                    f"c={cell.concurrency}",
+                    description=f"{cell.model} {cell.protocol} "
+                    f"{'kserve' if kserve else 'batching ' + cell.batching} c={cell.concurrency}",
                 )
+                server = baselines[cell.model] if kserve else servers[cell.batching]
                 results.append(
                     await measure_served(
-                        servers[cell.batching],
+                        server,
                         cell.protocol,
                         cell.model,
                         inputs[cell.model],
                         cell,
                         settings.warmup,
                         settings.duration,
+                        batches=not kserve,
                     )
                 )
                 progress.advance(task)
@@ -149,11 +247,17 @@ def run(settings: BenchSettings, console: Any) -> dict[str, Any]:
         progress.update(task, description="done")
 
     add_ratios(results)
+    decisions = batching_decisions(results, settings)
+    recorded = record_batching(decisions, settings) if settings.record_batching else []
     return {
         "machine": machine(),
         "settings": settings_doc(settings),
         "results": [asdict(c) for c in results],
-        "acceptance": acceptance(results, settings),
+        "startup": startup,
+        "servers_idle": servers_idle,
+        "batching_decisions": decisions,
+        "batching_recorded": recorded,
+        "acceptance": acceptance(results, startup, metas, settings),
     }
 
 
@@ -168,9 +272,11 @@ def run_bench(args: argparse.Namespace) -> int:
 
     # Off a terminal (CI logs, pipes) rich assumes 80 columns and would cut
     # the table's numbers; a fixed width keeps every figure readable.
-    console = Console() if sys.stdout.isatty() else Console(width=150)
+    console = Console() if sys.stdout.isatty() else Console(width=160)
     try:
         settings = BenchSettings.from_args(args)
+        if settings.kserve and importlib.util.find_spec("kserve") is None:
+            raise ValueError("the naive KServe predictor needs the kserve SDK: or pass --no-kserve")
         report = run(settings, console)
     except (ValueError, RuntimeError, TimeoutError, OSError) as exc:
         print(f"modelplane bench: {exc}", file=sys.stderr)

@@ -6,9 +6,11 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
+from predictors.bench.compute_model import COMPUTE_MODEL
 from predictors.settings import add_batch_limit_arguments
 
 BUNDLED_MODELS = ("digits-onnx", "digits-torch", "wine-onnx", "wine-torch")
+DEFAULT_MODELS = (*BUNDLED_MODELS, COMPUTE_MODEL)
 PROTOCOLS = ("grpc", "http")
 
 
@@ -16,16 +18,17 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-store", "--model_store", dest="model_store", default="model-store")
     parser.add_argument(
         "--models",
-        default=",".join(BUNDLED_MODELS),
-        help="comma-separated model names (default: the four bundled models)",
+        default=",".join(DEFAULT_MODELS),
+        help="comma-separated model names (default: the four bundled models and cnn-onnx; "
+        "cnn-onnx and cnn-torch are built at bench time, the others read from --model-store)",
     )
     parser.add_argument(
         "--protocols", default=",".join(PROTOCOLS), help="comma-separated: grpc, http"
     )
     parser.add_argument(
         "--concurrency",
-        default="1,4,16",
-        help="comma-separated numbers of closed-loop callers (default 1,4,16)",
+        default="1,8",
+        help="comma-separated numbers of closed-loop callers (default 1,8)",
     )
     parser.add_argument(
         "--duration",
@@ -40,15 +43,34 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads",
         type=int,
         default=0,
-        help="intra-op threads, for the servers and the raw runtimes alike "
-        "(0: all CPUs but one, as `modelplane serve` does)",
+        help="intra-op threads for the servers and the raw Torch runtime "
+        "(0: every CPU, as `modelplane serve` does); raw ONNX keeps onnxruntime's defaults",
     )
     add_batch_limit_arguments(parser)
     parser.add_argument(
         "--no-unbatched",
         dest="unbatched",
         action="store_false",
-        help="skip the second server with --batching off (and acceptance figure b)",
+        help="skip the second server, with --batching off (and the batching decision)",
+    )
+    parser.add_argument(
+        "--no-kserve",
+        dest="kserve",
+        action="store_false",
+        help="skip the naive KServe predictor of each ONNX model (needs the kserve SDK)",
+    )
+    parser.add_argument(
+        "--no-startup",
+        dest="startup",
+        action="store_false",
+        help="skip starting one server per model for cold start and idle memory",
+    )
+    parser.add_argument(
+        "--record-batching",
+        dest="record_batching",
+        action="store_true",
+        help="write the batching decision (on or off, from this run's served figures) into "
+        "the metadata.json of each measured model in --model-store",
     )
     parser.add_argument(
         "--serve-arg",
@@ -79,6 +101,9 @@ class BenchSettings:
     max_batch_size: int
     max_queue_delay_ms: float
     unbatched: bool
+    kserve: bool
+    startup: bool
+    record_batching: bool
     serve_args: list[str]
     csv: Path | None
     json: Path | None
@@ -103,6 +128,8 @@ class BenchSettings:
             raise ValueError("--duration must be in (0, 600] s and --warmup in [0, 60] s")
         if args.threads < 0:
             raise ValueError("--threads must be 0 (all CPUs) or more")
+        if args.record_batching and not args.unbatched:
+            raise ValueError("--record-batching needs the batching-off server: drop --no-unbatched")
         return cls(
             model_store=Path(args.model_store),
             models=models,
@@ -114,6 +141,9 @@ class BenchSettings:
             max_batch_size=args.max_batch_size,
             max_queue_delay_ms=args.max_queue_delay_ms,
             unbatched=args.unbatched,
+            kserve=args.kserve,
+            startup=args.startup,
+            record_batching=args.record_batching,
             serve_args=list(args.serve_args),
             csv=args.csv,
             json=args.json,

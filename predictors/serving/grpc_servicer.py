@@ -24,6 +24,7 @@ from predictors.serving.grpc_health import add_health_and_reflection
 from predictors.serving.repository import ModelRepository
 from predictors.serving.requests import inference
 from predictors.serving.status import client_message, grpc_code, is_server_fault
+from predictors.serving.streaming import HandlerSlots
 from predictors.serving.triton_grpc import TritonExtensionsServicer
 
 log = logging.getLogger(__name__)
@@ -186,8 +187,10 @@ class PortInUse(OSError):
 
 def create_grpc_server(repository: ModelRepository, options: GrpcOptions) -> grpc.Server:
     """The gRPC server, bound (not yet started); PortInUse if the address is taken."""
+    slots = HandlerSlots(options.threads)  # open streams hold threads, not slots
     server = grpc.server(
-        ThreadPoolExecutor(options.threads, thread_name_prefix="grpc"),
+        ThreadPoolExecutor(slots.pool_size, thread_name_prefix="grpc"),
+        interceptors=[slots],
         options=[
             ("grpc.max_send_message_length", options.max_send_message_length),
             ("grpc.max_receive_message_length", options.max_receive_message_length),

@@ -7,13 +7,14 @@ request that fails gets a response whose `error_message` says why (and whose
 which one failed), and the stream goes on: a bad request never ends it.
 
 The requests of one stream run one after another in the handler thread, as
-each unary call does; concurrency comes from several streams or calls. Each
-open stream holds one of the server's `--max_threads` handler threads for as
-long as it is open.
+each unary call does; concurrency comes from several streams or calls.
+HandlerSlots keeps an open stream from holding one of `--max_threads` while
+it waits for its client.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NoReturn
 
@@ -62,3 +63,75 @@ def stream_infer(
             )
         else:
             yield pb.ModelStreamInferResponse(infer_response=response)
+
+
+#: streams open at once, beyond which a new one is refused (RESOURCE_EXHAUSTED)
+MAX_STREAMS = 64
+
+
+class HandlerSlots(grpc.ServerInterceptor):
+    """`--max_threads` bounds requests being handled, not streams being open.
+
+    grpc's threaded server gives every RPC one pool thread for as long as it
+    lasts, and a stream lasts as long as the client keeps it open, mostly
+    waiting for its next request. With a pool of --max_threads threads,
+    --max_threads open streams would leave none for anything else (and
+    perf_analyzer --streaming at a higher concurrency would hang). So the
+    pool has MAX_STREAMS threads more, and these slots keep the old bound:
+    a unary call holds one while it runs, a stream only while it handles
+    one of its requests, never while it waits for the client.
+    """
+
+    def __init__(self, threads: int) -> None:
+        self.pool_size = threads + MAX_STREAMS
+        self._slots = threading.BoundedSemaphore(threads)
+        self._open = 0
+        self._open_lock = threading.Lock()
+        self._wrapped: dict[str, Any] = {}
+
+    def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
+        method = details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:
+            handler = continuation(details)
+            if handler is None or handler.request_streaming != handler.response_streaming:
+                return handler  # unknown method (UNIMPLEMENTED), or no such RPC here
+            wrapped = self._wrap(handler)
+            self._wrapped[method] = wrapped
+        return wrapped
+
+    def _wrap(self, handler: Any) -> Any:
+        slots = self._slots
+        if not handler.request_streaming:
+            unary = handler.unary_unary
+
+            def run_unary(request: Any, context: Any) -> Any:
+                with slots:
+                    return unary(request, context)
+
+            return handler._replace(unary_unary=run_unary)
+        stream = handler.stream_stream
+
+        def run_stream(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+            with self._open_lock:
+                refused = self._open >= MAX_STREAMS
+                self._open += 0 if refused else 1
+            if refused:
+                context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"{MAX_STREAMS} streams are open, the most this server takes",
+                )
+            try:
+                yield from stream(_one_slot_each(requests, slots), context)
+            finally:
+                with self._open_lock:
+                    self._open -= 1
+
+        return handler._replace(stream_stream=run_stream)
+
+
+def _one_slot_each(requests: Iterable[Any], slots: threading.BoundedSemaphore) -> Iterator[Any]:
+    """Each request holds a slot from its arrival until the stream asks for the next."""
+    for request in requests:
+        with slots:
+            yield request

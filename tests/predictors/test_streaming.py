@@ -120,3 +120,36 @@ def test_unknown_model_on_a_stream_is_an_error_response(server: Server) -> None:
         client.stop_stream()
     assert first[0] is None and "Model with name nope does not exist" in str(first[1])
     assert second[1] is None and second[0].get_response().id == "b"  # type: ignore[attr-defined]
+
+
+def test_open_streams_do_not_use_up_max_threads(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Six streams stay open on a server with --max_threads 2, and unary calls still run.
+
+    grpc's threaded server holds a thread per open stream; were those the
+    --max_threads handler threads, the third stream (and every unary call)
+    would wait forever.
+    """
+    server = start_server(
+        MODEL_STORE, tmp_path_factory.mktemp("streams"), "--models", "wine-onnx",
+        "--max_threads", "2",
+    )  # fmt: skip
+    clients = [grpcclient.InferenceServerClient(server.grpc_url) for _ in range(6)]
+    results: queue.Queue[tuple[object, object]] = queue.Queue()
+    try:
+        for client in clients:
+            client.start_stream(callback=lambda result, error: results.put((result, error)))
+        for round_ in range(3):
+            for i, client in enumerate(clients):
+                client.async_stream_infer(
+                    "wine-onnx", request_inputs(grpcclient, i), request_id=f"{round_}-{i}"
+                )
+            answers = [results.get(timeout=30) for _ in clients]
+            assert all(error is None for _, error in answers)
+            unary = grpcclient.InferenceServerClient(server.grpc_url)
+            assert unary.infer("wine-onnx", request_inputs(grpcclient, 1)).as_numpy(
+                "probabilities"
+            ).shape == (1, 3)
+    finally:
+        for client in clients:
+            client.stop_stream()
+        server.stop()

@@ -11,11 +11,14 @@ import asyncio
 import queue
 from collections.abc import AsyncIterator, Iterator
 
+import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcaio
 
+from predictors.protocol.grpc_messages import pb, pb_grpc
+from predictors.serving.streaming import MAX_STREAMS
 from tests.support import MODEL_STORE, Server, start_server
 
 COUNT, BAD = 100, 37
@@ -153,3 +156,43 @@ def test_open_streams_do_not_use_up_max_threads(tmp_path_factory: pytest.TempPat
         for client in clients:
             client.stop_stream()
         server.stop()
+
+
+def test_streams_past_the_limit_are_refused(server: Server) -> None:
+    """The 65th open stream gets RESOURCE_EXHAUSTED at once; the others keep working."""
+    channel = grpc.insecure_channel(server.grpc_url)
+    stub = pb_grpc.GRPCInferenceServiceStub(channel)
+    feeds: list[queue.Queue[object]] = []
+    calls = []
+    stop = object()
+
+    def requests(feed: queue.Queue[object]) -> Iterator[object]:
+        while (item := feed.get()) is not stop:
+            yield item
+
+    try:
+        for _ in range(MAX_STREAMS + 1):
+            feed: queue.Queue[object] = queue.Queue()
+            feeds.append(feed)
+            calls.append(stub.ModelStreamInfer(requests(feed)))
+        request = pb.ModelInferRequest(model_name="wine-onnx")
+        tensor = request.inputs.add(name="features", datatype="FP32", shape=[1, 13])
+        tensor.contents.fp32_contents.extend([1.0] * 13)
+        for feed in feeds:
+            feed.put(request)
+        answered, refused = 0, 0
+        for call in calls:
+            try:
+                next(call)
+                answered += 1
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                assert f"{MAX_STREAMS} streams are open" in exc.details()
+                refused += 1
+        assert (answered, refused) == (MAX_STREAMS, 1)
+    finally:
+        for feed in feeds:
+            feed.put(stop)
+        for call in calls:
+            call.cancel()
+        channel.close()

@@ -12,7 +12,8 @@ that perf_analyzer and tritonclient-based tools plan requests from it:
   for, is the parameter `dynamic_batching.max_rows`;
 - `instance_group` says where it runs (KIND_GPU with the device's index, or
   KIND_CPU) and how many runs go at once: 1 with batching (one batch at a
-  time), else one per CPU, as predictors.model schedules them;
+  time), else `--parallel_runs` (one per CPU by default), as
+  predictors.runtimes.parallel_runs decides for predictors.model;
 - `platform` is the V2 metadata's; `backend` Triton's name for the engine.
 """
 
@@ -27,7 +28,7 @@ from predictors.metadata import MetadataError, ModelMetadata
 from predictors.model import ServedModel
 from predictors.protocol.grpc_messages import config_pb, pb
 from predictors.protocol.proto_json import to_json
-from predictors.runtimes import available_cpus
+from predictors.runtimes import parallel_runs
 from predictors.serving.repository import ModelRepository
 from predictors.serving.responses import json_response
 
@@ -102,7 +103,8 @@ def model_config(model: ServedModel) -> Any:
             group.gpus.append(int(device.partition(":")[2] or 0))
         else:
             group.kind = config_pb.ModelInstanceGroup.KIND_CPU
-        group.count = 1 if batching is not None and batching.enabled else available_cpus()
+        enabled = batching is not None and batching.enabled
+        group.count = parallel_runs(model.options.parallel_runs, enabled)
     config.parameters["state"].string_value = model.state
     return config
 

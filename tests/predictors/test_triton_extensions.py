@@ -283,3 +283,18 @@ def test_bad_load_requests_are_refused(server: Server) -> None:
     base = f"http://{server.http_url}/v2/repository"
     escape = httpx.post(f"{base}/models/%2E%2E%2Fetc/load")
     assert escape.status_code in (400, 404) and "error" in escape.json()
+
+
+def test_config_of_an_unbatched_model(tmp_path: Path) -> None:
+    """--batching off: no dynamic_batching, and as many instances as runs go at once."""
+    server = start_server(
+        MODEL_STORE, tmp_path, "--models", "wine-onnx", "--batching", "off", "--parallel_runs", "3"
+    )
+    try:
+        config = httpclient.InferenceServerClient(server.http_url).get_model_config("wine-onnx")
+    finally:
+        server.stop()
+    assert "dynamic_batching" not in config
+    assert "dynamic_batching.max_rows" not in config["parameters"]
+    assert config["instance_group"][0]["count"] == 3
+    assert config["max_batch_size"] == 256  # still one request's most rows

@@ -55,6 +55,8 @@ class ModelSource:
 
     roots: tuple[Path, ...] = ()
     model_dirs: dict[str, Path] = field(default_factory=dict)
+    #: served name -> the name in the store, where they differ (--model_name)
+    stored_names: dict[str, str] = field(default_factory=dict)
     options: RuntimeOptions = field(default_factory=RuntimeOptions)
     batching: BatchingConfig | None = None
     #: --model_name: the single model is served under this name
@@ -63,16 +65,19 @@ class ModelSource:
     @classmethod
     def around(cls, models: list[ServedModel]) -> ModelSource:
         """The source the served models came from, read off the models themselves."""
-        roots, model_dirs = [], {}
+        roots, model_dirs, stored_names = [], {}, {}
         for model in models:
             folder = model.stored.path.parent
             model_dirs[model.name] = folder
+            if model.name != model.stored.name:
+                stored_names[model.name] = model.stored.name
             if folder.name == model.stored.name and folder.parent not in roots:
                 roots.append(folder.parent)
         first = models[0] if models else None
         return cls(
             roots=tuple(roots),
             model_dirs=model_dirs,
+            stored_names=stored_names,
             options=first.options if first else RuntimeOptions(),
             # The serve flags' batching override, which every model shares.
             batching=first._batching_override if first else None,
@@ -86,14 +91,12 @@ class ModelSource:
             folder = next((r / name for r in self.roots if (r / name).is_dir()), None)
         if folder is None or not folder.is_dir():
             return []
-        stored_name = name
-        if self.rename == name:
-            stored_name = next(iter(self.model_dirs.values())).name
         try:
             found = discover(folder)
         except StoreError:
             return []
-        return [s for s in found if s.name in (stored_name, name)]
+        stored_name = self.stored_names.get(name, name)
+        return [s for s in found if s.name == stored_name]
 
     def serve(self, stored: StoredModel) -> ServedModel:
         return ServedModel(stored, self.options, self.rename, self.batching)
@@ -234,9 +237,11 @@ class ModelRepository:
     def index(self, ready_only: bool = False) -> list[dict[str, str]]:
         """Triton's repository index: every version in the store, and its state."""
         entries: dict[tuple[str, str], dict[str, str]] = {}
+        served_as = {stored: served for served, stored in self.source.stored_names.items()}
         for stored in self.source.everything():
-            entries[(stored.name, stored.version)] = {
-                "name": stored.name,
+            name = served_as.get(stored.name, stored.name)
+            entries[(name, stored.version)] = {
+                "name": name,
                 "version": stored.version,
                 "state": "UNAVAILABLE",
                 "reason": "not loaded",
@@ -248,7 +253,6 @@ class ModelRepository:
                 state, reason = "LOADING", ""
             else:
                 state, reason = "UNAVAILABLE", model.error or model.state.lower()
-            entries.pop((model.stored.name, model.version), None)
             entries[(model.name, model.version)] = {
                 "name": model.name,
                 "version": model.version,

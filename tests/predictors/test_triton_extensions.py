@@ -298,3 +298,31 @@ def test_config_of_an_unbatched_model(tmp_path: Path) -> None:
     assert "dynamic_batching.max_rows" not in config["parameters"]
     assert config["instance_group"][0]["count"] == 3
     assert config["max_batch_size"] == 256  # still one request's most rows
+
+
+def test_load_under_model_name(tmp_path: Path) -> None:
+    """KServe passes the InferenceService name as --model_name; load finds the model by it."""
+    store = tmp_path / "store"
+    shutil.copytree(MODEL_STORE / "wine-onnx", store / "wine-onnx")
+    server = start_server(store, tmp_path, "--model_name", "my_wine")
+    try:
+        client = httpclient.InferenceServerClient(server.http_url)
+        shutil.copytree(store / "wine-onnx" / "1", store / "wine-onnx" / "2")
+        meta_path = store / "wine-onnx" / "2" / "metadata.json"
+        meta_path.write_text(meta_path.read_text().replace('"version": "1"', '"version": "2"'))
+        waiting = {
+            (m["name"], m["version"], m["state"]) for m in client.get_model_repository_index()
+        }
+        assert waiting == {("my_wine", "1", "READY"), ("my_wine", "2", "UNAVAILABLE")}
+        client.load_model("my_wine")
+        assert client.is_model_ready("my_wine", "2")
+        assert (
+            client.infer("my_wine", [wine_input(httpclient, 1)]).get_response()["model_version"]
+            == "2"
+        )
+        assert {(m["name"], m["version"]) for m in client.get_model_repository_index()} == {
+            ("my_wine", "1"),
+            ("my_wine", "2"),
+        }
+    finally:
+        server.stop()

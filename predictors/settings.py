@@ -230,9 +230,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--spin",
-        choices=["auto", "on", "off"],
+        choices=["auto", "on", "run", "off"],
         default="auto",
-        help="intra-op threads spin waiting for work (auto: not when they cover every CPU)",
+        help="intra-op threads spin waiting for work: on, only while a run is in progress "
+        "(run), or off (auto: off when the threads cover every CPU, else on)",
     )
     parser.add_argument("--fp16", action="store_true", help="ONNX on CUDA: half precision")
     parser.add_argument(

@@ -1,21 +1,33 @@
-"""`modelplane bench`: closed-loop load on local servers, next to the raw runtimes.
+"""`modelplane bench`: closed-loop load on local servers, next to in-process runtimes and KServe.
 
-The bench starts its own `modelplane serve` (a subprocess on free loopback
-ports; batching on, and batching off for the comparison), drives every model
-with C concurrent callers that each send the next request as soon as the last
-one came back (batch 1 per request), over gRPC and HTTP (binary tensors), and
-measures the same inputs on the raw runtime in this process with the
-server's thread settings. Throughput, p50 and p99 go to a table (and to CSV or
-JSON), with the two figures the project holds itself to:
+The bench builds a store for the run (the models named, read from
+`--model-store`, plus a compute-bound CNN it exports itself), starts its own
+`modelplane serve` processes on free loopback ports (batching on, and
+batching off for the comparison) and, for every ONNX model, the custom
+predictor KServe's docs show (kserve_baseline.py, its own process). It drives
+each with C concurrent callers that send the next request as soon as the last
+came back (batch 1 per request), over gRPC and HTTP (binary tensors), and
+runs the same inputs in process on onnxruntime with default options (Torch
+models: on modelplane's Torch runtime). Per cell: throughput, p50, p99, the
+ratios to in-process, server CPU (% and per request), load-generator CPU, and
+the mean rows per model run the server formed.
 
-(a) latency overhead: at concurrency 1, gRPC p50 <= 1.3 x raw p50 + 1 ms;
-(b) batching pays: at concurrency 16, throughput with batching >= 2 x without.
+From those it reports, each figure a ratio from the same run (report.py):
+- compute-bound models (the CNN): gRPC at c8 >= 1.5 x the naive KServe
+  predictor and >= 0.85 x in-process, c1 gRPC p50 <= 1.3 x (in-process + 1 ms);
+- the bundled overhead-bound models: gRPC at c8 >= 1.5 x KServe (ONNX), c1
+  gRPC p50 <= in-process + 1 ms;
+- one server per model: idle RSS <= 200 MiB, cold start to ready <= 2 s;
+- per model, whether batching pays: on over off at the highest concurrency,
+  which `--record-batching` writes into metadata.json for `--batching model`.
 
-- settings.py  arguments and BenchSettings (imports nothing heavy)
-- inputs.py    the requests: held-out rows of the bundled data sets, else random
-- raw.py       the bare runtime, loaded as the server loads it
-- measure.py   closed-loop callers, samples, CPU per request; the Cell record
-- clients.py   tritonclient's asyncio clients over gRPC and HTTP
-- report.py    ratios, acceptance figures, table, CSV and JSON
-- run.py       one run: servers, every cell, the report
+- settings.py       arguments and BenchSettings (imports nothing heavy)
+- compute_model.py  the CNN, built and stored at bench time
+- inputs.py         the requests: held-out rows of the bundled data sets, else random
+- raw.py            the in-process runtimes
+- baseline.py       starts kserve_baseline.py (the only module here that imports kserve)
+- measure.py        closed-loop callers, samples, CPU and batch counters; the Cell record
+- clients.py        tritonclient's asyncio clients over gRPC and HTTP; /metrics
+- report.py         ratios, the batching decision, the figures, table, CSV and JSON
+- run.py            one run: store, servers, every cell, the report
 """

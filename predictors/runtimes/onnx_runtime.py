@@ -109,9 +109,13 @@ def session_options(options: RuntimeOptions) -> ort.SessionOptions:
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    # Spinning workers hold a core for a while after each op (see spinning).
-    if not spinning(options.spin, threads):
+    # Spinning workers hold a core while they wait for the next op (see spinning).
+    spin = spinning(options.spin, threads)
+    if spin == "off":
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    elif spin == "run":
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1")
+        so.add_session_config_entry("session.force_spinning_stop", "1")
     # All graph optimisations (constant folding, fusions, layout changes): the
     # one-time cost is at load, before readiness, and every request gains.
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

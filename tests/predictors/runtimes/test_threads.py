@@ -92,10 +92,11 @@ def test_threads_and_runs_follow_the_cpus() -> None:
     assert parallel_runs(0, batching=False, cpus=8) == 8
     assert parallel_runs(3, batching=False, cpus=8) == 3
     # Spinning only while the model's threads leave a core to the protocol threads.
-    assert spinning("auto", threads=2, cpus=2) is False
-    assert spinning("auto", threads=1, cpus=2) is True
-    assert spinning("on", threads=2, cpus=2) is True
-    assert spinning("off", threads=1, cpus=2) is False
+    assert spinning("auto", threads=2, cpus=2) == "off"
+    assert spinning("auto", threads=1, cpus=2) == "on"
+    assert spinning("on", threads=2, cpus=2) == "on"
+    assert spinning("run", threads=2, cpus=2) == "run"
+    assert spinning("off", threads=1, cpus=2) == "off"
     with pytest.raises(ValueError, match="spin"):
         spinning("sometimes", threads=1)
 
@@ -116,8 +117,14 @@ def test_onnx_session_gets_every_cpu_and_no_spinning() -> None:
         assert spin_options.intra_op_num_threads == 1
         with pytest.raises(RuntimeError, match="allow_spinning"):
             spin_options.get_session_config_entry("session.intra_op.allow_spinning")
+    # "run": spin inside a run, stop when the last run returns.
+    in_runs = OnnxRuntime(version / meta.model_file, meta, RuntimeOptions(device="cpu", spin="run"))
+    run_options = in_runs.session.get_session_options()
+    assert run_options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    assert run_options.get_session_config_entry("session.force_spinning_stop") == "1"
     x = np.zeros((3, 1, 8, 8), dtype=np.float32)
     assert runtime.run({"image": x})["probabilities"].shape == (3, 10)
+    assert in_runs.run({"image": x})["probabilities"].shape == (3, 10)
 
 
 def test_torch_gets_every_cpu_and_one_interop_thread() -> None:

@@ -154,12 +154,25 @@ class ModelplaneServer:
 
 
 def bind_http(host: str, port: int) -> socket.socket:
+    """The HTTP listening socket, bound and listening (uvicorn serves on it)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted connections only
+    # when the protocol says TCP (asyncio base_events._set_nodelay). Without
+    # it every kept-alive request after the first waited ~40 ms for Nagle's
+    # algorithm and the client's delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
-        # create_server sets SO_REUSEADDR (restart over TIME_WAIT), never SO_REUSEPORT.
-        return socket.create_server((host, port), family=family, backlog=2048)
+        # SO_REUSEADDR: restart over TIME_WAIT; never SO_REUSEPORT, which lets
+        # a second server share the port.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind((host, port))
+        sock.listen(2048)
     except OSError as exc:
+        sock.close()
         raise PortInUse(f"HTTP cannot listen on {host}:{port}: {exc.strerror}") from exc
+    return sock
 
 
 def grpc_options(s: ServeSettings) -> GrpcOptions:

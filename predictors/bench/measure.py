@@ -12,7 +12,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -57,6 +57,8 @@ class Cell:
     #: rows per model run in the window (modelplane: its batch-size histogram)
     batch_rows_mean: float | None = None
     first_error: str | None = None
+    #: rounds this cell was measured in; its figures are their medians (combine)
+    rounds: int = 1
 
     @property
     def key(self) -> tuple[str, str, str, str, int]:
@@ -101,6 +103,32 @@ def summarise(cell: Cell, samples: _Samples, window: tuple[float, float]) -> Cel
         p50, p99 = np.percentile(latencies_ms, [50, 99])
         cell.p50_ms, cell.p99_ms = float(p50), float(p99)
         cell.mean_ms = float(latencies_ms.mean())
+    return cell
+
+
+#: figures of a cell that are the median of its rounds
+MEDIAN_FIELDS = (
+    "throughput_rps", "p50_ms", "p99_ms", "mean_ms", "server_cpu_us", "client_cpu_us",
+    "server_cpu_percent", "batch_rows_mean",
+)  # fmt: skip
+
+
+def combine(rounds: list[Cell]) -> Cell:
+    """One cell from its rounds: the median of each figure, the sum of requests and errors.
+
+    A median, not a mean: a round that a neighbour's burst of work slowed is
+    an outlier to drop, not a sample to average in.
+    """
+    import statistics
+
+    cell = replace(rounds[0], rounds=len(rounds))
+    for name in MEDIAN_FIELDS:
+        values = [getattr(c, name) for c in rounds if getattr(c, name) is not None]
+        setattr(cell, name, statistics.median(values) if values else None)
+    cell.requests = sum(c.requests for c in rounds)
+    cell.errors = sum(c.errors for c in rounds)
+    cell.seconds = sum(c.seconds for c in rounds)
+    cell.first_error = next((c.first_error for c in rounds if c.first_error), None)
     return cell
 
 

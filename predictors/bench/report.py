@@ -259,7 +259,8 @@ def print_report(report: dict[str, Any], console: Any) -> None:
     machine = report["machine"]
     table = Table(
         title=f"modelplane bench on {machine['nproc']} CPUs ({machine['cpu_model']}), "
-        f"batch 1 per request",
+        f"batch 1 per request"
+        + (f", median of {rounds} rounds" if (rounds := report["settings"]["rounds"]) > 1 else ""),
         caption="x raw: over the in-process runtime at the same concurrency (req/s: higher "
         "is better; p50: lower is better); server CPU: % of one core; rows/run: mean rows "
         "per model run (batch size)",
@@ -320,9 +321,11 @@ def print_report(report: dict[str, Any], console: Any) -> None:
                 f"{entry['scraped_rss_mib']:.0f} MiB after one /metrics scrape"
             )
         for entry in report["servers_idle"]:
+            scraped = entry.get("scraped_rss_mib")
             console.print(
-                f"  {entry['server']} ({entry['models']} models): RSS before load "
+                f"  {entry['server']} ({entry['models']} models): idle RSS "
                 f"{entry['idle_rss_mib']:.0f} MiB"
+                + (f", {scraped:.0f} MiB after one /metrics scrape" if scraped else "")
             )
 
     console.print()

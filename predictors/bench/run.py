@@ -9,7 +9,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from predictors.bench.baseline import start_kserve_baseline
 from predictors.bench.clients import measure_served
 from predictors.bench.compute_model import bench_store
 from predictors.bench.inputs import load_inputs
-from predictors.bench.measure import KSERVE, RAW, SERVED, Cell, measure_raw
+from predictors.bench.measure import KSERVE, RAW, SERVED, Cell, combine, measure_raw
 from predictors.bench.raw import raw_runner
 from predictors.bench.report import (
     acceptance,
@@ -112,6 +112,26 @@ def scrape(server: LocalServer) -> None:
         response.read()
 
 
+def plan(settings: BenchSettings, engines: dict[str, str], kserve_models: list[str]) -> list[Cell]:
+    """Every cell of one round, interleaved: per model and concurrency, the in-process
+    runtime, then each protocol's modelplane servers and KServe predictor, back to back.
+
+    So the figures that are compared (served over in-process, modelplane over
+    KServe, batching on over off) are measured seconds apart, not minutes: a
+    shared machine's speed drifts less in between.
+    """
+    modes = ["on", "off"] if settings.unbatched else ["on"]
+    cells = []
+    for name in settings.models:
+        for c in settings.concurrency:
+            cells.append(Cell(name, RAW, engines[name], "in-process", "-", c))
+            for protocol in settings.protocols:
+                cells += [Cell(name, SERVED, engines[name], protocol, m, c) for m in modes]
+                if name in kserve_models:
+                    cells.append(Cell(name, KSERVE, "onnxruntime", protocol, "-", c))
+    return cells
+
+
 def run(settings: BenchSettings, console: Any) -> dict[str, Any]:
     """Measure everything asked; return the report (also what --json writes)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -120,7 +140,7 @@ def run(settings: BenchSettings, console: Any) -> dict[str, Any]:
     from predictors.model_store import discover, newest
     from predictors.runtimes import available_cpus
 
-    results: list[Cell] = []
+    measured: dict[tuple[str, str, str, str, int], list[Cell]] = {}
     startup: list[dict[str, Any]] = []
     servers_idle: list[dict[str, Any]] = []
     with ExitStack() as stack:
@@ -134,32 +154,16 @@ def run(settings: BenchSettings, console: Any) -> dict[str, Any]:
         model_dirs = {name: newest(found, name).path for name in settings.models}
         metas = {name: newest(found, name).read_metadata() for name in settings.models}
         inputs = {name: load_inputs(meta) for name, meta in metas.items()}
+        engines = {name: get_format(meta.format).engine for name, meta in metas.items()}
         onnx_models = [n for n in settings.models if metas[n].format == "onnx"]
         kserve_models = onnx_models if settings.kserve else []
         modes = ["on", "off"] if settings.unbatched else ["on"]
-        served_cells = [
-            Cell(name, SERVED, get_format(metas[name].format).engine, protocol, mode, c)
-            for mode in modes
-            for name in settings.models
-            for protocol in settings.protocols
-            for c in settings.concurrency
-        ] + [
-            Cell(name, KSERVE, "onnxruntime", protocol, "-", c)
-            for name in kserve_models
-            for protocol in settings.protocols
-            for c in settings.concurrency
-        ]
-        raw_cells = [
-            Cell(name, RAW, get_format(metas[name].format).engine, "in-process", "-", c)
-            for name in settings.models
-            for c in settings.concurrency
-        ]
+        cells = plan(settings, engines, kserve_models)
         per_cell = settings.warmup + settings.duration
         console.print(
-            f"{len(served_cells)} served + {len(raw_cells)} raw cells of {settings.duration:g}s "
+            f"{len(cells)} cells x {settings.rounds} round(s) of {settings.duration:g}s "
             f"(+{settings.warmup:g}s warm-up), about "
-            f"{(len(served_cells) + len(raw_cells)) * per_cell:.0f}s of load on "
-            f"{available_cpus()} CPUs"
+            f"{len(cells) * settings.rounds * per_cell:.0f}s of load on {available_cpus()} CPUs"
         )
         progress = stack.enter_context(
             Progress(
@@ -172,8 +176,7 @@ def run(settings: BenchSettings, console: Any) -> dict[str, Any]:
             )
         )
         starts = len(settings.models) if settings.startup else 0
-        steps = len(served_cells) + len(raw_cells) + starts
-        task = progress.add_task("starting", total=steps)
+        task = progress.add_task("starting", total=len(cells) * settings.rounds + starts)
 
         # One server per model, alone on the machine, as a pod would run it.
         if settings.startup:
@@ -198,54 +201,51 @@ def run(settings: BenchSettings, console: Any) -> dict[str, Any]:
         for server in [*servers.values(), *baselines.values()]:
             server.wait("ready", SERVER_START_TIMEOUT_S)
         time.sleep(IDLE_SETTLE_S)
-        for server in servers.values():
+        for mode, server in servers.items():
+            idle = idle_rss_mib(server)
             # The first scrape's one-time cost stays out of the first cell.
             scrape(server)
-        for mode, server in servers.items():
             servers_idle.append(
                 {"server": f"modelplane --batching {mode}", "models": len(settings.models),
-                 "idle_rss_mib": idle_rss_mib(server)}
+                 "idle_rss_mib": idle, "scraped_rss_mib": idle_rss_mib(server)}
             )  # fmt: skip
         for name, server in baselines.items():
             servers_idle.append(
                 {"server": f"kserve {name}", "models": 1, "idle_rss_mib": idle_rss_mib(server)}
             )
-
-        # Raw first, while nothing else runs in this process.
-        for cell in raw_cells:
-            progress.update(task, description=f"raw {cell.model} c={cell.concurrency}")
-            runner = raw_runner(model_dirs[cell.model], metas[cell.model], settings.threads)
-            results.append(
-                measure_raw(runner, inputs[cell.model], cell, settings.warmup, settings.duration)
-            )
-            progress.advance(task)
+        runners = {
+            name: raw_runner(model_dirs[name], metas[name], settings.threads)
+            for name in settings.models
+        }
 
         async def drive_all() -> None:
-            for cell in served_cells:
-                kserve = cell.target == KSERVE
-                progress.update(
-                    task,
-                    description=f"{cell.model} {cell.protocol} "
-                    f"{'kserve' if kserve else 'batching ' + cell.batching} c={cell.concurrency}",
-                )
-                server = baselines[cell.model] if kserve else servers[cell.batching]
-                results.append(
-                    await measure_served(
-                        server,
-                        cell.protocol,
-                        cell.model,
-                        inputs[cell.model],
-                        cell,
-                        settings.warmup,
-                        settings.duration,
-                        batches=not kserve,
+            for round_ in range(settings.rounds):
+                for template in cells:
+                    cell = replace(template)
+                    progress.update(
+                        task,
+                        description=f"round {round_ + 1}: {cell.model} {cell.target} "
+                        f"{cell.protocol} {cell.batching} c={cell.concurrency}",
                     )
-                )
-                progress.advance(task)
+                    if cell.target == RAW:
+                        done = measure_raw(
+                            runners[cell.model], inputs[cell.model], cell,
+                            settings.warmup, settings.duration,
+                        )  # fmt: skip
+                    else:
+                        kserve = cell.target == KSERVE
+                        server = baselines[cell.model] if kserve else servers[cell.batching]
+                        done = await measure_served(
+                            server, cell.protocol, cell.model, inputs[cell.model], cell,
+                            settings.warmup, settings.duration, batches=not kserve,
+                        )  # fmt: skip
+                    measured.setdefault(cell.key, []).append(done)
+                    progress.advance(task)
 
         asyncio.run(drive_all())
         progress.update(task, description="done")
 
+    results = [combine(rounds) for rounds in measured.values()]
     add_ratios(results)
     decisions = batching_decisions(results, settings)
     recorded = record_batching(decisions, settings) if settings.record_batching else []

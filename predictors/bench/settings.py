@@ -40,6 +40,13 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         "--warmup", type=float, default=0.3, help="unmeasured seconds before each cell"
     )
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure every cell this many times, in interleaved rounds, and report the "
+        "median of each figure (for a shared or noisy machine)",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=0,
@@ -97,6 +104,7 @@ class BenchSettings:
     concurrency: list[int]
     duration: float
     warmup: float
+    rounds: int
     threads: int
     max_batch_size: int
     max_queue_delay_ms: float
@@ -126,6 +134,8 @@ class BenchSettings:
             raise ValueError("--models: name at least one model")
         if not 0 < args.duration <= 600 or not 0 <= args.warmup <= 60:
             raise ValueError("--duration must be in (0, 600] s and --warmup in [0, 60] s")
+        if not 1 <= args.rounds <= 100:
+            raise ValueError("--rounds must be between 1 and 100")
         if args.threads < 0:
             raise ValueError("--threads must be 0 (all CPUs) or more")
         if args.record_batching and not args.unbatched:
@@ -137,6 +147,7 @@ class BenchSettings:
             concurrency=concurrency,
             duration=args.duration,
             warmup=args.warmup,
+            rounds=args.rounds,
             threads=args.threads,
             max_batch_size=args.max_batch_size,
             max_queue_delay_ms=args.max_queue_delay_ms,

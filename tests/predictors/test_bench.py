@@ -24,6 +24,7 @@ from predictors.bench.compute_model import (
     compute_cnn,
     parameter_count,
 )
+from predictors.bench.measure import Cell, combine
 from predictors.metadata import ModelMetadata
 from predictors.model_store import verify
 from predictors.runtimes import RuntimeOptions
@@ -211,6 +212,20 @@ def test_compute_model_is_a_cnn_of_this_class(tmp_path: Path) -> None:
     probabilities = session.run(None, {"image": x})[0]
     assert probabilities.shape == (3, 10)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_rounds_combine_as_medians() -> None:
+    """--rounds: each figure is the median of its rounds, so one disturbed round is dropped."""
+    figures = [(400.0, 20.0, 2.0, 0), (90.0, 95.0, None, 1), (380.0, 21.0, 3.0, 0)]
+    rounds = [
+        Cell("m", "modelplane", "onnxruntime", "grpc", "on", 8, requests=100, errors=e,
+             throughput_rps=rps, p50_ms=p50, batch_rows_mean=rows)
+        for rps, p50, rows, e in figures
+    ]  # fmt: skip
+    cell = combine(rounds)
+    assert (cell.throughput_rps, cell.p50_ms, cell.batch_rows_mean) == (380.0, 21.0, 2.5)
+    assert (cell.requests, cell.errors, cell.rounds) == (300, 1, 3)
+    assert rounds[0].rounds == 1  # the rounds themselves are left as measured
 
 
 def test_bench_rejects_bad_flags() -> None:

@@ -12,6 +12,7 @@ from a wheelhouse made by this machine's pip.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -149,6 +150,27 @@ def wait_http_ready(docker: Docker, name: str, port: int, timeout: float = 180) 
     raise AssertionError(f"container {name} not ready:\n{logs.stdout[-3000:]}{logs.stderr[-3000:]}")
 
 
+def prune_stale_builds(docker: Docker, build_output: str, kind: str) -> None:
+    """Removes the untagged images that earlier builds of `kind` left behind (a
+    GPU rebuild leaves 12 GB): their builder stages and the images the tag moved
+    away from. Those this build made or reused stay: the next run's layer cache."""
+    current = set(re.findall(r"^ ---> ([0-9a-f]{12})$", build_output, re.M))
+    labels = [
+        f"io.modelplane.stage={kind}-builder",
+        f"io.modelplane.stage={kind}-models",
+        f"org.opencontainers.image.title=modelplane predictor ({kind.upper()})",
+    ]
+    stale = []
+    for label in labels:
+        ids = docker.run(
+            "images", "--quiet", "--no-trunc", "--filter", "dangling=true",
+            "--filter", f"label={label}",
+        ).stdout.split()  # fmt: skip
+        stale += [i for i in ids if i.removeprefix("sha256:")[:12] not in current]
+    if stale:
+        docker.run("rmi", *stale, check=False)
+
+
 def _why_no_docker() -> str | None:
     if shutil.which("dockerd") is None or shutil.which("docker") is None:
         return "dockerd/docker not installed (run scripts/test-setup/docker.sh)"
@@ -200,7 +222,7 @@ def base_image(docker: Docker) -> str:
 def cpu_image(docker: Docker, base_image: str) -> str:
     """The CPU image, built as a user would with scripts/build-images, offline."""
     t0 = time.monotonic()
-    docker.script(
+    built = docker.script(
         REPO / "scripts/build-images",
         "--cpu",
         "--offline",
@@ -213,6 +235,7 @@ def cpu_image(docker: Docker, base_image: str) -> str:
         timeout=1500,
     )
     docker.timings["cpu image build"] = time.monotonic() - t0
+    prune_stale_builds(docker, built.stdout, "cpu")
     return f"{IMAGE}:{TAG}"
 
 
@@ -239,7 +262,7 @@ def baked_image(docker: Docker, cpu_image: str, base_image: str) -> str:
 def gpu_image(docker: Docker, base_image: str) -> str:
     """The GPU image, built offline on the CPU image's base, as a user would."""
     t0 = time.monotonic()
-    docker.script(
+    built = docker.script(
         REPO / "scripts/build-images",
         "--gpu",
         "--offline",
@@ -252,4 +275,5 @@ def gpu_image(docker: Docker, base_image: str) -> str:
         timeout=3600,
     )
     docker.timings["gpu image build"] = time.monotonic() - t0
+    prune_stale_builds(docker, built.stdout, "gpu")
     return f"{GPU_IMAGE}:{TAG}"

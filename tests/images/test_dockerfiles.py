@@ -140,8 +140,9 @@ def test_no_secrets_and_the_torch_version_read_from_pyproject(kind: str) -> None
     # The project goes in after its dependencies, in a later layer: editing
     # predictors/ does not reinstall torch.
     copy_src = next(i for i, (op, a) in enumerate(instrs) if op == "COPY" and "predictors" in a)
+    copy_readme = next(i for i, (op, a) in enumerate(instrs) if op == "COPY" and "README" in a)
     deps = next(i for i, (op, a) in enumerate(instrs) if op == "RUN" and "requirements.txt" in a)
-    assert deps < copy_src
+    assert deps < copy_src and deps < copy_readme, "README edits must not reinstall torch"
 
 
 def test_requirements_reader_is_the_one_place_for_the_pin(tmp_path: Path) -> None:

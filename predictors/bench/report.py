@@ -178,26 +178,46 @@ def _figure(model: str, name: str, rule: str, value: float | None, limit: float,
             "passed": passed, **details}  # fmt: skip
 
 
+def figure_mode(
+    meta: Any, decision: dict[str, Any] | None, settings: BenchSettings
+) -> tuple[str, str]:
+    """The batching mode a model is served with, and what decided it.
+
+    A measurement recorded in metadata.json decides, as it does for
+    `modelplane serve --batching model`; a model without one gets this run's
+    decision, which is what `--record-batching` would record for it.
+    """
+    if meta.batching.measured is not None:
+        mode, source = ("on" if meta.batching.enabled else "off"), "metadata.json"
+    elif decision is not None:
+        mode, source = ("on" if decision["enabled"] else "off"), "this run"
+    else:
+        mode, source = ("on" if meta.batching.enabled else "off"), "metadata.json default"
+    if mode not in settings_modes(settings):
+        return "on", "the only server measured"
+    return mode, source
+
+
 def acceptance(
     results: list[Cell],
     startup: list[dict[str, Any]],
     metas: dict[str, Any],
+    decisions: list[dict[str, Any]],
     settings: BenchSettings,
 ) -> list[dict[str, Any]]:
     """Issue 15's figures, each a ratio (or a limit) from this run, with pass/fail.
 
-    Served figures use the batching mode the model's metadata asks for, which
-    is what `modelplane serve` does by default (`--batching model`).
+    Served figures use the batching mode the model is served with by default
+    (`figure_mode`): batching where it was measured to pay, else none.
     """
     from predictors.bench.compute_model import COMPUTE_MODELS
 
     by_key = {c.key: c for c in results}
+    by_model = {d["model"]: d for d in decisions}
     top = figure_concurrency(settings)
     figures: list[dict[str, Any]] = []
     for model in settings.models:
-        mode = "on" if metas[model].batching.enabled else "off"
-        if mode not in settings_modes(settings):
-            mode = "on"
+        mode, decided_by = figure_mode(metas[model], by_model.get(model), settings)
         compute = model in COMPUTE_MODELS
         raw1, raw_top = (
             by_key.get((model, RAW, "in-process", "-", 1)),
@@ -206,7 +226,7 @@ def acceptance(
         grpc1 = by_key.get((model, SERVED, "grpc", mode, 1))
         grpc_top = by_key.get((model, SERVED, "grpc", mode, top))
         kserve_top = by_key.get((model, KSERVE, "grpc", "-", top))
-        common = {"batching": mode, "concurrency": top}
+        common = {"batching": mode, "batching_decided_by": decided_by, "concurrency": top}
         limit_kserve = COMPUTE_VS_KSERVE if compute else OVERHEAD_VS_KSERVE
         if grpc_top and kserve_top and kserve_top.throughput_rps:
             ratio = grpc_top.throughput_rps / kserve_top.throughput_rps
@@ -234,7 +254,8 @@ def acceptance(
                 rule = f"gRPC p50 at c1 <= in-process p50 + {OVERHEAD_P50_MS:g} ms"
             figures.append(
                 _figure(model, "grpc_p50_c1", rule, grpc1.p50_ms, limit, grpc1.p50_ms <= limit,
-                        in_process_p50_ms=raw1.p50_ms, batching=mode, concurrency=1)
+                        in_process_p50_ms=raw1.p50_ms, batching=mode,
+                        batching_decided_by=decided_by, concurrency=1)
             )  # fmt: skip
     for entry in startup:
         figures.append(
@@ -358,9 +379,15 @@ def print_report(report: dict[str, Any], console: Any) -> None:
         extra = ""
         if f["figure"] in ("grpc_vs_kserve", "grpc_vs_in_process"):
             other = f.get("kserve_rps", f.get("in_process_rps"))
-            extra = f" ({f['modelplane_rps']:.0f} vs {other:.0f} req/s, batching {f['batching']})"
+            extra = (
+                f" ({f['modelplane_rps']:.0f} vs {other:.0f} req/s, batching {f['batching']}: "
+                f"{f['batching_decided_by']})"
+            )
         elif f["figure"] == "grpc_p50_c1":
-            extra = f" ms (in-process {f['in_process_p50_ms']:.3f} ms, limit {f['limit']:.3f})"
+            extra = (
+                f" ms (in-process {f['in_process_p50_ms']:.3f} ms, limit {f['limit']:.3f}, "
+                f"batching {f['batching']})"
+            )
         verdict = "[green]PASS[/]" if f["passed"] else "[red]FAIL[/]"
         console.print(f"  {f['model']:<13} {f['rule']}: {shown}{extra} {verdict}")
 

@@ -257,7 +257,7 @@ def run(settings: BenchSettings, console: Any) -> dict[str, Any]:
         "servers_idle": servers_idle,
         "batching_decisions": decisions,
         "batching_recorded": recorded,
-        "acceptance": acceptance(results, startup, metas, settings),
+        "acceptance": acceptance(results, startup, metas, decisions, settings),
     }
 
 

@@ -138,6 +138,14 @@ def test_figures_are_reported(bench_run: dict) -> None:
     assert (MODEL, "grpc_vs_kserve") in figures and (MODEL, "grpc_vs_in_process") not in figures
     wine = figures[(MODEL, "grpc_p50_c1")]
     assert wine["limit"] == pytest.approx(wine["in_process_p50_ms"] + 1.0)
+    # Neither model's metadata records a measurement, so this run's decision picks
+    # the server the figures come from: what --record-batching then writes.
+    decisions = {d["model"]: d for d in report["batching_decisions"]}
+    for model in MODELS:
+        chosen = "on" if decisions[model]["enabled"] else "off"
+        for name in ("grpc_vs_kserve", "grpc_p50_c1"):
+            assert figures[(model, name)]["batching"] == chosen
+            assert figures[(model, name)]["batching_decided_by"] == "this run"
     for model in MODELS:
         assert 0 < figures[(model, "idle_rss")]["value"] < 4096
         assert 0 < figures[(model, "ready_s")]["value"] < 120

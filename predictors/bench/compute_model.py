@@ -67,6 +67,7 @@ def add_compute_model(store: Path, name: str = COMPUTE_MODEL) -> Path:
     """Export the CNN in `name`'s format into `store` as version 1; its folder."""
     import contextlib
     import io
+    import logging
     import tempfile
     import warnings
 
@@ -84,10 +85,19 @@ def add_compute_model(store: Path, name: str = COMPUTE_MODEL) -> Path:
     output_spec = TensorSpec(OUTPUT_NAME, "FP32", (-1, CLASSES))
     check = np.random.default_rng(SEED).random((4, *INPUT_SHAPE), dtype=np.float32)
     with tempfile.TemporaryDirectory(prefix="mp-cnn-") as tmp:
-        # The exporter narrates each step on stdout, which would land in the bench's report.
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            path = export_checked(module, model_format, input_spec, output_spec, Path(tmp), check)
+        # The exporter narrates each step on stdout and logs what it skips (torchvision's
+        # ops), which would land in the bench's report.
+        exporter_log = logging.getLogger("torch.onnx")
+        level = exporter_log.level
+        exporter_log.setLevel(logging.ERROR)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                path = export_checked(
+                    module, model_format, input_spec, output_spec, Path(tmp), check
+                )
+        finally:
+            exporter_log.setLevel(level)
         hints = Hints(
             torch_inputs=[TorchInput(INPUT_NAME, "FP32", input_spec.shape)],
             output_names=[OUTPUT_NAME],

@@ -61,6 +61,10 @@ class Refused(ValueError):
     """
 
 
+class TooLarge(InvalidInput):
+    """The request is larger than the server takes (HTTP 413)."""
+
+
 class Overloaded(ServingError):
     """The model's queue is full: try again shortly (HTTP 503 + Retry-After, RESOURCE_EXHAUSTED)."""
 

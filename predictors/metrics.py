@@ -74,6 +74,23 @@ INFLIGHT = Gauge(
     "Inference requests being handled now.",
     ["model_name", "protocol"],
 )
+SHED = Counter(
+    "modelplane_shed_requests",
+    "Inference requests refused at once because the model's queue was full (503, "
+    "RESOURCE_EXHAUSTED).",
+    ["model_name", "model_version", "protocol"],
+)
+EXPIRED = Counter(
+    "modelplane_expired_requests",
+    "Inference requests whose client had gone or whose deadline had passed: dropped "
+    "before running (stage=queued) or run for nobody (stage=completed).",
+    ["model_name", "model_version", "protocol", "stage"],
+)
+QUEUE = Gauge(
+    "modelplane_queued_requests",
+    "Inference requests a model holds now, queued or running (its admission count).",
+    ["model_name", "model_version"],
+)
 MODEL_READY = Gauge(
     "modelplane_model_ready",
     "1 when the model is loaded, verified and warmed up, else 0.",
@@ -211,6 +228,13 @@ class ModelSeries:
         self.inflight = {p: INFLIGHT.labels(model_name, p) for p in PROTOCOLS}
         self.duration = {p: REQUEST_DURATION.labels(model_name, version, p) for p in PROTOCOLS}
         self.succeeded = {p: REQUESTS.labels(model_name, version, p, "200") for p in PROTOCOLS}
+        self.shed = {p: SHED.labels(model_name, version, p) for p in PROTOCOLS}
+        self.expired = {
+            (p, stage): EXPIRED.labels(model_name, version, p, stage)
+            for p in PROTOCOLS
+            for stage in ("queued", "completed")
+        }
+        self.queued = QUEUE.labels(model_name, version)
 
     @contextmanager
     def batch(self, rows: int) -> Iterator[None]:
@@ -257,12 +281,14 @@ def kserve_predict_histogram() -> Histogram:
 
 
 def refresh_gpu_memory() -> None:
-    """Read GPU memory just before a scrape; a no-op without a CUDA device."""
-    try:
-        import torch
-    except ImportError:
-        return
-    if not torch.cuda.is_available():
+    """Read GPU memory just before a scrape; a no-op without a CUDA device.
+
+    Only through a torch already loaded (a Torch model is served): importing
+    torch here took seconds on the event loop at the first scrape, during
+    which nothing else was answered, and 200 MiB for a server of ONNX models.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available():
         return
     for index in range(torch.cuda.device_count()):
         free, total = torch.cuda.mem_get_info(index)

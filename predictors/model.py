@@ -13,16 +13,27 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any, TypeVar
 
 import numpy as np
 
 from predictors import metrics
+from predictors.admission import Admission, AdmissionConfig, Caller
 from predictors.batching import DynamicBatcher
-from predictors.errors import ModelFailed, ModelNotReady, ServingError, redact_paths
+from predictors.errors import (
+    ClientGone,
+    DeadlineExceeded,
+    InvalidInput,
+    ModelFailed,
+    ModelNotReady,
+    Overloaded,
+    ServingError,
+    redact_paths,
+)
 from predictors.metadata import BatchingConfig, ModelMetadata
 from predictors.model_store import StoredModel, verify
 from predictors.protocol.tensors import InferenceRequest
@@ -52,6 +63,7 @@ class ServedModel:
         options: RuntimeOptions | None = None,
         name: str | None = None,
         batching: BatchingConfig | None = None,
+        admission: AdmissionConfig | None = None,
     ) -> None:
         self.name = name or stored.name
         self.ready = False
@@ -69,6 +81,9 @@ class ServedModel:
         self._run_slots = threading.BoundedSemaphore(1)
         metrics.MODEL_READY.labels(self.name, self.version).set(0)
         self.series = metrics.ModelSeries(self.name, self.version)
+        self.admission = Admission(self.name, admission or AdmissionConfig())
+        # Read at scrape time: nothing to count per request.
+        self.series.queued.set_function(lambda: self.admission.held)
 
     # -- loading -----------------------------------------------------------
 
@@ -115,6 +130,7 @@ class ServedModel:
                 self.batching,
                 self._executor,
                 self.series.stage["queue"].observe,
+                self._count_wasted,
             )
         self.state, self.error, self.ready = ModelState.READY, None, True
         metrics.MODEL_READY.labels(self.name, self.version).set(1)
@@ -158,27 +174,97 @@ class ServedModel:
     # handlers are threads and may run the model in place; the event loop
     # (HTTP, KServe's DataPlane) awaits a run in another thread.
 
-    def handle_in_thread(self, decode: Decode, encode: Encode[T]) -> T:
+    def handle_in_thread(
+        self, decode: Decode, encode: Encode[T], caller: Caller | None = None
+    ) -> T:
         """Run one request from a worker thread (never the event loop)."""
+        caller = caller or Caller("grpc")
+        with self._accounted(caller):
+            request, inputs, rows = self._admissible(decode, caller)
+            with self.admission.enter(caller.protocol, rows):
+                outputs = self._run_here(inputs, rows, caller)
+        return self._encode(request, outputs, encode)
+
+    async def handle(
+        self,
+        decode: Decode,
+        encode: Encode[T],
+        caller: Caller | None = None,
+        decode_in_thread: bool = False,
+    ) -> T:
+        """Run one request from the event loop; the model runs in a thread.
+
+        decode_in_thread: a large body's decoding (JSON to numbers can take
+        seconds) runs in a worker thread too, so the loop keeps answering
+        health checks and other requests meanwhile.
+        """
+        caller = caller or Caller("http")
+        with self._accounted(caller):
+            if decode_in_thread:
+                request, inputs, rows = await asyncio.to_thread(self._admissible, decode, caller)
+            else:
+                request, inputs, rows = self._admissible(decode, caller)
+            with self.admission.enter(caller.protocol, rows):
+                outputs = await self._run_elsewhere(inputs, rows, caller)
+        return self._encode(request, outputs, encode)
+
+    @contextmanager
+    def _accounted(self, caller: Caller) -> Iterator[None]:
+        """Count requests shed, and those their caller stopped waiting for before they ran."""
+        try:
+            yield
+        except Overloaded:
+            self.series.shed[caller.protocol].inc()
+            raise
+        except (DeadlineExceeded, ClientGone, asyncio.CancelledError):
+            if not caller.started:
+                self.series.expired[(caller.protocol, "queued")].inc()
+            raise
+
+    def refuse_if_full(self, protocol: str) -> None:
+        """Shed before reading a body: a cheap look, no place is taken."""
+        reason = self.admission.refuses(protocol)
+        if reason is not None:
+            self.series.shed[protocol].inc()
+            raise Overloaded(f"{reason}: try again shortly")
+
+    def _admissible(self, decode: Decode, caller: Caller) -> tuple[InferenceRequest, Arrays, int]:
         request, inputs, rows = self._decode(decode)
-        return self._encode(request, self._run_here(inputs, rows), encode)
+        caller.tighten(_timeout_us(request))
+        caller.check(self.name)
+        return request, inputs, rows
 
-    async def handle(self, decode: Decode, encode: Encode[T]) -> T:
-        """Run one request from the event loop; the model runs in a thread."""
-        request, inputs, rows = self._decode(decode)
-        return self._encode(request, await self._run_elsewhere(inputs, rows), encode)
-
-    def _run_here(self, inputs: Arrays, rows: int) -> Arrays:
+    def _run_here(self, inputs: Arrays, rows: int, caller: Caller) -> Arrays:
         if self._batcher is not None:
-            return self._batcher.infer(inputs, rows)
-        with self._run_slots:
-            return self._run_batch(inputs, rows)
+            return self._batcher.infer(inputs, rows, caller)
+        with caller.idle():
+            acquired = self._run_slots.acquire(timeout=caller.remaining())
+        if not acquired:
+            raise DeadlineExceeded(f"the deadline passed before model {self.name} could run it")
+        try:
+            return self._run_for(caller, inputs, rows)
+        finally:
+            self._run_slots.release()
 
-    async def _run_elsewhere(self, inputs: Arrays, rows: int) -> Arrays:
+    async def _run_elsewhere(self, inputs: Arrays, rows: int, caller: Caller) -> Arrays:
         if self._batcher is not None:
-            return await self._batcher.infer_async(inputs, rows)
+            return await self._batcher.infer_async(inputs, rows, caller)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._run_batch, inputs, rows)
+        return await loop.run_in_executor(self._executor, self._run_for, caller, inputs, rows)
+
+    def _run_for(self, caller: Caller, inputs: Arrays, rows: int) -> Arrays:
+        """Unbatched: run unless the caller's deadline passed or it left while queued."""
+        caller.check(self.name)
+        if not caller.alive():
+            raise ClientGone("the client left before its request ran")
+        caller.started = True
+        outputs = self._run_batch(inputs, rows)
+        if not caller.alive():
+            self._count_wasted(caller)
+        return outputs
+
+    def _count_wasted(self, caller: Caller) -> None:
+        self.series.expired[(caller.protocol, "completed")].inc()
 
     def _decode(self, decode: Decode) -> tuple[InferenceRequest, Arrays, int]:
         if not self.ready or self.meta is None:
@@ -249,3 +335,15 @@ class ServedModel:
                 }
             )
         return doc
+
+
+def _timeout_us(request: InferenceRequest) -> int | None:
+    """Triton's `timeout` request parameter: microseconds the client will wait."""
+    value = request.parameters.get("timeout")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise InvalidInput(
+            f"parameter 'timeout' must be a positive number of microseconds, got {value!r}"
+        )
+    return value

@@ -19,9 +19,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from predictors.admission import AdmissionConfig
+from predictors.errors import Refused
 from predictors.metadata import BatchingConfig, check_batching
 from predictors.model_inspect import Hints, parse_torch_inputs
 from predictors.runtimes import RuntimeOptions
+from predictors.serving.limits import HttpLimits
 
 # KServe's defaults (kserve/constants/constants.py, model_server.py).
 KSERVE_HTTP_PORT = 8080
@@ -47,6 +50,12 @@ def _bool(text: str) -> bool:
     if lowered in {"0", "false", "no", "off", "n", "f"}:
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _positive_arg(value: int, flag: str) -> int:
+    if value < 1:
+        raise Refused(f"{flag} must be at least 1, got {value}")
+    return value
 
 
 def _positive(text: str) -> int:
@@ -75,6 +84,10 @@ class ServeSettings:
     log_level: str = "INFO"
     #: what bare model files (no metadata.json) cannot say: TorchScript inputs, names
     bare_hints: Hints = field(default_factory=Hints)
+    #: each model's bounded queue (predictors.admission)
+    admission: AdmissionConfig = field(default_factory=AdmissionConfig)
+    #: what one HTTP request may cost (predictors.serving.limits)
+    http_limits: HttpLimits = field(default_factory=HttpLimits)
     # -- KServe ModelServer flags that mean something here
     #: threads of the event loop's default executor (None: Python's default)
     max_asyncio_workers: int | None = None
@@ -139,6 +152,15 @@ class ServeSettings:
             ),
             batching=batching,
             log_level=args.log_level.upper(),
+            admission=AdmissionConfig(
+                _positive_arg(args.max_queue_size, "--max_queue_size"),
+                _positive_arg(args.max_queue_rows, "--max_queue_rows"),
+            ),
+            http_limits=HttpLimits(
+                max_request_bytes=_positive_arg(args.max_request_bytes, "--max_request_bytes"),
+                max_json_bytes=_positive_arg(args.max_json_bytes, "--max_json_bytes"),
+                max_header_bytes=_positive_arg(args.max_header_bytes, "--max_header_bytes"),
+            ),
             bare_hints=Hints(
                 parse_torch_inputs(args.input_name, args.input_shape, args.input_dtype),
                 list(args.input_name),
@@ -249,6 +271,50 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         dest="log_level",
         default=os.environ.get("KSERVE_LOGLEVEL", "INFO"),
         help="default: $KSERVE_LOGLEVEL, else INFO",
+    )
+    limits = parser.add_argument_group(
+        "limits", "what the server takes at once, and per request (README, Limits)"
+    )
+    limits.add_argument(
+        "--max_queue_size",
+        "--max-queue-size",
+        dest="max_queue_size",
+        type=int,
+        default=AdmissionConfig.max_requests,
+        help="requests one model holds at once, queued or running; more are shed at once "
+        "with 503 + Retry-After / RESOURCE_EXHAUSTED",
+    )
+    limits.add_argument(
+        "--max_queue_rows",
+        "--max-queue-rows",
+        dest="max_queue_rows",
+        type=int,
+        default=AdmissionConfig.max_rows,
+        help="rows one model holds at once, across those requests",
+    )
+    limits.add_argument(
+        "--max_request_bytes",
+        "--max-request-bytes",
+        dest="max_request_bytes",
+        type=int,
+        default=HttpLimits.max_request_bytes,
+        help="largest HTTP request body (413 past it)",
+    )
+    limits.add_argument(
+        "--max_json_bytes",
+        "--max-json-bytes",
+        dest="max_json_bytes",
+        type=int,
+        default=HttpLimits.max_json_bytes,
+        help="largest JSON part of an HTTP request (413 past it; decoding holds ~8.5x it)",
+    )
+    limits.add_argument(
+        "--max_header_bytes",
+        "--max-header-bytes",
+        dest="max_header_bytes",
+        type=int,
+        default=HttpLimits.max_header_bytes,
+        help="largest HTTP request headers (431 past it)",
     )
     bare = parser.add_argument_group(
         "bare models", "a folder with one model file and no metadata.json (TorchScript only)"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import zlib
 
+from predictors import errors
 from predictors.errors import InvalidInput
 
 ENCODINGS = ("gzip", "deflate")
@@ -20,7 +21,7 @@ MAX_INFLATED_BYTES = 64 * 1024 * 1024
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
-class TooLarge(InvalidInput):
+class TooLarge(errors.TooLarge):
     """The body inflates past the bound (HTTP 413)."""
 
 

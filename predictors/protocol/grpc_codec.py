@@ -94,7 +94,12 @@ def decode(request: pb.ModelInferRequest) -> InferenceRequest:
     outputs = [
         RequestedOutput(o.name, shared_memory=_shared_memory("output", o)) for o in request.outputs
     ] or None
-    return InferenceRequest(id=request.id, inputs=inputs, outputs=outputs)
+    return InferenceRequest(
+        id=request.id,
+        inputs=inputs,
+        outputs=outputs,
+        parameters=parameter_values(request.parameters),
+    )
 
 
 def encode(

@@ -18,6 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from predictors.metadata import ModelMetadata
 from predictors.runtimes import Runtime, RuntimeOptions, intra_op_threads, spinning
+from predictors.runtimes.cuda import cuda_devices, say_cpu_fallback
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +61,21 @@ FP16_BLOCKED_OPS = frozenset(
 
 
 def choose_providers(device: str) -> list[str]:
-    available = ort.get_available_providers()
     wants_gpu = device == "auto" or device.startswith("cuda")
-    if wants_gpu and "CUDAExecutionProvider" in available:
+    if not wants_gpu:
+        return ["CPUExecutionProvider"]
+    count, reason = cuda_devices()
+    available = ort.get_available_providers()
+    if count and "CUDAExecutionProvider" in available:
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    if device.startswith("cuda"):
-        raise RuntimeError(
-            "device cuda was asked for, but onnxruntime has no CUDAExecutionProvider "
-            f"(available: {available}); install the 'gpu' extra (onnxruntime-gpu)"
+    if count:
+        reason = (
+            "onnxruntime has no CUDAExecutionProvider (available: "
+            f"{', '.join(available)}); install the 'gpu' extra (onnxruntime-gpu)"
         )
+    if device.startswith("cuda"):
+        raise RuntimeError(f"device {device} was asked for, but {reason}")
+    say_cpu_fallback(reason)
     return ["CPUExecutionProvider"]
 
 
@@ -148,6 +155,12 @@ class OnnxRuntime(Runtime):
         )
         used = self.session.get_providers()
         self._cuda = used[0] == "CUDAExecutionProvider"
+        if options.device.startswith("cuda") and not self._cuda:
+            # onnxruntime falls back to the CPU by itself when CUDA fails to start.
+            raise RuntimeError(
+                f"device {options.device} was asked for, but onnxruntime could not start "
+                "its CUDA provider (see its messages above); running on cpu was not asked for"
+            )
         self._device_id = cuda_device_id(options.device) if self._cuda else 0
         self.device = f"cuda:{self._device_id}" if self._cuda else "cpu"
         self._output_names = [o.name for o in metadata.outputs]

@@ -15,17 +15,24 @@ import torch
 
 from predictors.metadata import ModelMetadata
 from predictors.runtimes import Runtime, RuntimeOptions, intra_op_threads
+from predictors.runtimes.cuda import cuda_devices, say_cpu_fallback
 from predictors.runtimes.torch_files import load_exported_program, load_torchscript
 
 log = logging.getLogger(__name__)
 
 
 def choose_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("device cuda was asked for, but torch sees no CUDA device")
-    return torch.device(device)
+    if device == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda:0" if device == "auto" else device)
+    count, reason = cuda_devices()
+    if count:
+        reason = f"torch {torch.__version__} cannot use the GPU the driver reports"
+    if device.startswith("cuda"):
+        raise RuntimeError(f"device {device} was asked for, but {reason}")
+    say_cpu_fallback(reason)
+    return torch.device("cpu")
 
 
 def set_torch_threads(options: RuntimeOptions) -> None:

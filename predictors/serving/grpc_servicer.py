@@ -9,15 +9,19 @@ keeps HTTP; neither protocol ever runs a model on it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import grpc
 from google.protobuf.message import DecodeError
 
+from predictors.admission import Caller
 from predictors.protocol import grpc_codec
 from predictors.protocol.grpc_messages import pb
 from predictors.serving.grpc_health import add_health_and_reflection
@@ -29,6 +33,9 @@ from predictors.serving.triton_grpc import TritonExtensionsServicer
 
 log = logging.getLogger(__name__)
 
+#: a deadline further off than this (a day) is no deadline
+NO_DEADLINE_S = 86_400.0
+
 
 def _abort(context: grpc.ServicerContext, exc: BaseException) -> NoReturn:
     if is_server_fault(exc):
@@ -38,9 +45,16 @@ def _abort(context: grpc.ServicerContext, exc: BaseException) -> NoReturn:
 
 
 class InferenceServicer(TritonExtensionsServicer):
-    def __init__(self, repository: ModelRepository, log_latency: bool = False) -> None:
+    def __init__(
+        self,
+        repository: ModelRepository,
+        log_latency: bool = False,
+        idle: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
+    ) -> None:
         self.repository = repository
         self.log_latency = log_latency
+        #: gives the handler slot back while a request waits (streaming.HandlerSlots)
+        self.idle = idle
 
     def ServerLive(self, request: Any, context: grpc.ServicerContext) -> Any:
         return pb.ServerLiveResponse(live=True)
@@ -74,6 +88,18 @@ class InferenceServicer(TritonExtensionsServicer):
         )
 
     def ModelInfer(self, request: Any, context: grpc.ServicerContext) -> Any:
+        remaining = context.time_remaining()
+        # grpc reports "no deadline" as None or as an enormous number of seconds.
+        if remaining is not None and remaining > NO_DEADLINE_S:
+            remaining = None
+        caller = Caller(
+            "grpc",
+            # The client's own deadline (tritonclient's client_timeout): grpc
+            # ends the call then, and the batcher drops it if it has not run.
+            deadline=None if remaining is None else time.monotonic() + remaining,
+            alive=context.is_active,
+            idle=self.idle,
+        )
         try:
             with inference(
                 self.repository,
@@ -89,6 +115,7 @@ class InferenceServicer(TritonExtensionsServicer):
                     lambda req, outputs: grpc_codec.encode(
                         model.name, model.version, req, shm.write_outputs(req, outputs)
                     ),
+                    caller,
                 )
         except Exception as exc:
             _abort(context, exc)
@@ -199,7 +226,7 @@ def create_grpc_server(repository: ModelRepository, options: GrpcOptions) -> grp
             ("grpc.so_reuseport", 0),
         ],
     )
-    register(server, InferenceServicer(repository, options.log_latency))
+    register(server, InferenceServicer(repository, options.log_latency, slots.idle))
     add_health_and_reflection(server, repository)
     try:
         if options.tls is None:

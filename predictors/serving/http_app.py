@@ -15,6 +15,8 @@ from predictors import metrics
 from predictors.errors import ServingError
 from predictors.protocol import rest_codec
 from predictors.serving.access_log import AccessLog
+from predictors.serving.http_callers import http_caller
+from predictors.serving.limits import HttpLimits, check_json_size, read_body
 from predictors.serving.repository import ModelRepository
 from predictors.serving.requests import inference
 from predictors.serving.responses import error_response as _error
@@ -28,8 +30,10 @@ def create_app(
     docs: bool = False,
     log_latency: bool = False,
     access_log_format: str | None = None,
+    limits: HttpLimits | None = None,
 ) -> FastAPI:
     """The HTTP app; `docs` serves Swagger UI at /docs and the schema at /openapi.json."""
+    limits = limits or HttpLimits()
     app = FastAPI(
         title="modelplane",
         version=predictors.__version__,
@@ -85,15 +89,21 @@ def create_app(
         try:
             request_id = request.headers.get("x-request-id", "")
             with inference(repository, "http", name, version, request_id, log_latency) as model:
-                body = await request.body()
+                # Shed before reading the body: refusing must cost little.
+                model.refuse_if_full("http")
+                body = await read_body(request, limits)
                 header_length = request.headers.get(rest_codec.HEADER_LENGTH)
+                check_json_size(body, header_length, limits)
                 shm = repository.shared_memory
-                payload, json_length = await model.handle(
-                    lambda: shm.read_inputs(rest_codec.decode(body, header_length, request_id)),
-                    lambda req, outputs: rest_codec.encode(
-                        model.name, model.version, req, shm.write_outputs(req, outputs)
-                    ),
-                )
+                async with http_caller(request) as caller:
+                    payload, json_length = await model.handle(
+                        lambda: shm.read_inputs(rest_codec.decode(body, header_length, request_id)),
+                        lambda req, outputs: rest_codec.encode(
+                            model.name, model.version, req, shm.write_outputs(req, outputs)
+                        ),
+                        caller,
+                        decode_in_thread=len(body) > limits.decode_in_thread_bytes,
+                    )
         except Exception as exc:
             return _error(exc)
         if json_length is None:
@@ -104,7 +114,7 @@ def create_app(
             headers={"Inference-Header-Content-Length": str(json_length)},
         )
 
-    add_v1_routes(app, repository, log_latency)
+    add_v1_routes(app, repository, log_latency, limits)
 
     @app.get("/metrics")
     async def prometheus(request: Request) -> Response:

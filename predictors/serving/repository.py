@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import predictors
+from predictors.admission import AdmissionConfig
 from predictors.errors import InvalidInput, ModelNotFound, VersionNotFound
 from predictors.metadata import BatchingConfig
 from predictors.model import ModelState, ServedModel
@@ -61,6 +62,7 @@ class ModelSource:
     batching: BatchingConfig | None = None
     #: --model_name: the single model is served under this name
     rename: str | None = None
+    admission: AdmissionConfig = field(default_factory=AdmissionConfig)
 
     @classmethod
     def around(cls, models: list[ServedModel]) -> ModelSource:
@@ -82,6 +84,7 @@ class ModelSource:
             # The serve flags' batching override, which every model shares.
             batching=first._batching_override if first else None,
             rename=first.name if first and first.name != first.stored.name else None,
+            admission=first.admission.config if first else AdmissionConfig(),
         )
 
     def find(self, name: str) -> list[StoredModel]:
@@ -99,7 +102,7 @@ class ModelSource:
         return [s for s in found if s.name == stored_name]
 
     def serve(self, stored: StoredModel) -> ServedModel:
-        return ServedModel(stored, self.options, self.rename, self.batching)
+        return ServedModel(stored, self.options, self.rename, self.batching, self.admission)
 
     def everything(self) -> list[StoredModel]:
         """What the index lists: every model version in the stores and model folders."""

@@ -8,6 +8,7 @@ decodes, encodes and turns an exception into its own kind of error reply.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterator
@@ -33,6 +34,8 @@ def inference(
 ) -> Iterator[ServedModel]:
     """Resolve the model and account for the request; exceptions pass through, counted.
 
+    The model itself counts the requests it shed and those whose caller left
+    or ran out of time (modelplane_shed_requests, modelplane_expired_requests).
     With log_latency (KServe's --enable_latency_logging), one line per request
     in the format of KServe's Model.__call__, so log pipelines built for KServe
     read it: modelplane has no pre- or post-processing, so those are 0.
@@ -44,6 +47,10 @@ def inference(
         model = repository.resolve(name, version)
         record.served_by(model.name, model.version, model.series)
         yield model
+    except asyncio.CancelledError:
+        # The HTTP client hung up while its request waited: nobody to answer.
+        record.status = "499"
+        raise
     except Exception as exc:
         # gRPC codes are counted as the HTTP status of the same error.
         record.status = str(http_status(exc))

@@ -28,6 +28,7 @@ from predictors.model import ServedModel
 from predictors.model_store import StoreError, discover
 from predictors.serving.grpc_servicer import GrpcOptions, PortInUse, create_grpc_server
 from predictors.serving.http_app import create_app
+from predictors.serving.limits import header_limited_protocol
 from predictors.serving.repository import ModelRepository
 from predictors.settings import ServeSettings
 
@@ -54,7 +55,8 @@ def build_models(settings: ServeSettings) -> list[ServedModel]:
                 f"{settings.model_store}, found {', '.join(sorted(names))} (use --models)"
             )
     return [
-        ServedModel(s, settings.runtime, settings.model_name, settings.batching) for s in stored
+        ServedModel(s, settings.runtime, settings.model_name, settings.batching, settings.admission)
+        for s in stored
     ]
 
 
@@ -112,7 +114,10 @@ class ModelplaneServer:
                     docs=s.enable_docs_url,
                     log_latency=s.enable_latency_logging,
                     access_log_format=s.access_log_format,
+                    limits=s.http_limits,
                 ),
+                # httptools, refusing unfinished headers past the limit (431).
+                http=header_limited_protocol(s.http_limits.max_header_bytes),
                 log_config=None,
                 access_log=False,
                 lifespan="off",

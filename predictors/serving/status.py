@@ -23,10 +23,12 @@ from predictors.errors import (
     ModelNotReady,
     Overloaded,
     ServingError,
+    TooLarge,
     redact_paths,
 )
 
 _STATUS: list[tuple[type[BaseException], int, grpc.StatusCode]] = [
+    (TooLarge, 413, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (InvalidInput, 400, grpc.StatusCode.INVALID_ARGUMENT),
     (ModelNotFound, 404, grpc.StatusCode.NOT_FOUND),
     (ModelNotReady, 503, grpc.StatusCode.UNAVAILABLE),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, NoReturn
 
 import grpc
@@ -67,6 +68,8 @@ def stream_infer(
 
 #: streams open at once, beyond which a new one is refused (RESOURCE_EXHAUSTED)
 MAX_STREAMS = 64
+#: the RPCs that run models, and so take one of --max_threads slots
+INFERENCE_METHODS = ("/ModelInfer", "/ModelStreamInfer")
 
 
 class HandlerSlots(grpc.ServerInterceptor):
@@ -80,6 +83,12 @@ class HandlerSlots(grpc.ServerInterceptor):
     pool has MAX_STREAMS threads more, and these slots keep the old bound:
     a unary call holds one while it runs, a stream only while it handles
     one of its requests, never while it waits for the client.
+
+    Only inference takes slots: health checks, metadata and the other cheap
+    RPCs never wait behind inference (a Kubernetes gRPC probe stays quick
+    under load), and an inference request waiting for its batch gives its
+    slot back meanwhile (`idle`): waiting costs no CPU, and holding a slot
+    would keep gRPC's share of a batch to --max_threads requests.
     """
 
     def __init__(self, threads: int) -> None:
@@ -88,6 +97,7 @@ class HandlerSlots(grpc.ServerInterceptor):
         self._open = 0
         self._open_lock = threading.Lock()
         self._wrapped: dict[str, Any] = {}
+        self._held = threading.local()
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
         method = details.method
@@ -96,17 +106,37 @@ class HandlerSlots(grpc.ServerInterceptor):
             handler = continuation(details)
             if handler is None or handler.request_streaming != handler.response_streaming:
                 return handler  # unknown method (UNIMPLEMENTED), or no such RPC here
-            wrapped = self._wrap(handler)
+            wrapped = self._wrap(handler) if method.endswith(INFERENCE_METHODS) else handler
             self._wrapped[method] = wrapped
         return wrapped
 
+    @contextmanager
+    def idle(self) -> Iterator[None]:
+        """Give this thread's slot back while it waits (for its batch, say)."""
+        if not getattr(self._held, "count", 0):
+            yield
+            return
+        self._slots.release()
+        try:
+            yield
+        finally:
+            self._slots.acquire()
+
+    @contextmanager
+    def _slot(self) -> Iterator[None]:
+        with self._slots:
+            self._held.count = getattr(self._held, "count", 0) + 1
+            try:
+                yield
+            finally:
+                self._held.count -= 1
+
     def _wrap(self, handler: Any) -> Any:
-        slots = self._slots
         if not handler.request_streaming:
             unary = handler.unary_unary
 
             def run_unary(request: Any, context: Any) -> Any:
-                with slots:
+                with self._slot():
                     return unary(request, context)
 
             return handler._replace(unary_unary=run_unary)
@@ -122,7 +152,7 @@ class HandlerSlots(grpc.ServerInterceptor):
                     f"{MAX_STREAMS} streams are open, the most this server takes",
                 )
             try:
-                yield from stream(_one_slot_each(requests, slots), context)
+                yield from stream(_one_slot_each(requests, self._slot), context)
             finally:
                 with self._open_lock:
                     self._open -= 1
@@ -130,8 +160,10 @@ class HandlerSlots(grpc.ServerInterceptor):
         return handler._replace(stream_stream=run_stream)
 
 
-def _one_slot_each(requests: Iterable[Any], slots: threading.BoundedSemaphore) -> Iterator[Any]:
+def _one_slot_each(
+    requests: Iterable[Any], slot: Callable[[], AbstractContextManager[None]]
+) -> Iterator[Any]:
     """Each request holds a slot from its arrival until the stream asks for the next."""
     for request in requests:
-        with slots:
+        with slot():
             yield request

@@ -27,6 +27,7 @@ LAYERS: dict[str, int] = {
     "predictors.formats": 2,
     "predictors.metadata": 2,
     "predictors.atomic": 2,
+    "predictors.admission": 2,
     "predictors.model_store": 2,
     "predictors.model_inspect": 2,
     "predictors.validation": 2,

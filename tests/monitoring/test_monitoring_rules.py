@@ -30,6 +30,8 @@ EXPECTED_ALERTS = {
     "ModelplaneModelNotReady",
     "ModelplaneTargetDown",
     "ModelplaneGPUMemoryNearFull",
+    "ModelplaneShedding",
+    "ModelplaneWastedWork",
 }
 
 

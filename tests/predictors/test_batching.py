@@ -251,9 +251,11 @@ def test_a_failing_batch_fails_its_callers_and_the_next_batch_runs() -> None:
         np.testing.assert_array_equal(got, np.full((1, 2), 2.0 * i))
 
 
-def test_grpc_batches_hold_at_most_max_threads_requests(tmp_path: Path) -> None:
-    """Each gRPC request holds a handler thread until its rows come back, so
-    `--max_threads` bounds how many of them one batch can merge."""
+def test_grpc_requests_waiting_for_a_batch_hold_no_handler_slot(tmp_path: Path) -> None:
+    """`--max_threads` bounds gRPC requests being worked on, not those waiting for their
+    batch (predictors.serving.streaming.HandlerSlots.idle): 12 concurrent callers on 2
+    threads still merge into batches of more than 2, as HTTP callers do. Before, each
+    waiting request held its slot, so gRPC's share of any batch was --max_threads."""
     server = start_server(
         MODEL_STORE, tmp_path, "--models", "digits-onnx", "--batching", "on",
         "--max_batch_size", "16", "--max_queue_delay_ms", "50", "--max_threads", "2",
@@ -272,8 +274,8 @@ def test_grpc_batches_hold_at_most_max_threads_requests(tmp_path: Path) -> None:
             if all(label in series for label in labels.split(","))
         }
         _, batches = batch_stats(server, "digits-onnx")
-        # Every batch held one or two requests, so 12 requests took at least 6.
-        assert float(buckets["2.0"]) == batches
-        assert batches >= len(xs) / 2
+        # Warm-up aside, some batch held more than two requests: fewer batches than 6.
+        assert float(buckets["2.0"]) < batches
+        assert batches < len(xs) / 2
     finally:
         server.stop()

@@ -12,7 +12,7 @@ models: on modelplane's Torch runtime). Per cell: throughput, p50, p99, the
 ratios to in-process, server CPU (% and per request), load-generator CPU, and
 the mean rows per model run the server formed.
 
-From those it reports, each figure a ratio from the same run (report.py):
+From those it reports, each figure a ratio from the same run (figures.py):
 - compute-bound models (the CNN): gRPC at c8 >= 1.5 x the naive KServe
   predictor and >= 0.85 x in-process, c1 gRPC p50 <= 1.3 x (in-process + 1 ms);
 - the bundled overhead-bound models: gRPC at c8 >= 1.5 x KServe (ONNX), c1
@@ -28,6 +28,7 @@ From those it reports, each figure a ratio from the same run (report.py):
 - baseline.py       starts kserve_baseline.py (the only module here that imports kserve)
 - measure.py        closed-loop callers, samples, CPU and batch counters; the Cell record
 - clients.py        tritonclient's asyncio clients over gRPC and HTTP; /metrics
-- report.py         ratios, the batching decision, the figures, table, CSV and JSON
+- figures.py        ratios, the batching decision (and --record-batching), the figures
+- report.py         the table and the figures for people; CSV and JSON
 - run.py            one run: store, servers, every cell, the report
 """

@@ -16,20 +16,11 @@ from typing import Any
 from predictors.bench.baseline import start_kserve_baseline
 from predictors.bench.clients import measure_served
 from predictors.bench.compute_model import bench_store
+from predictors.bench.figures import acceptance, add_ratios, batching_decisions, record_batching
 from predictors.bench.inputs import load_inputs
 from predictors.bench.measure import KSERVE, RAW, SERVED, Cell, combine, measure_raw
 from predictors.bench.raw import raw_runner
-from predictors.bench.report import (
-    acceptance,
-    add_ratios,
-    batching_decisions,
-    machine,
-    print_report,
-    record_batching,
-    settings_doc,
-    write_csv,
-    write_json,
-)
+from predictors.bench.report import machine, print_report, settings_doc, write_csv, write_json
 from predictors.bench.settings import BenchSettings
 from predictors.local_server import LocalServer, start_local_server
 

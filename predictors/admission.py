@@ -12,6 +12,10 @@ know to retry elsewhere.
 - A model admits at most `max_requests` requests and `max_rows` rows at a
   time (queued or running). When both protocols are busy each may hold half:
   HTTP's many connections cannot crowd out gRPC's few threads, or the reverse.
+- A request with a deadline is also refused at once when the queue ahead of
+  it would take longer than its deadline: the requests held, over the rate
+  the model has been finishing them (the last RATE_WINDOW completions). A
+  place it could not use would only turn into work for nobody.
 - A request carries its caller's deadline (gRPC's own, or Triton's `timeout`
   parameter in microseconds) and whether its caller is still there (gRPC's
   context, an HTTP disconnect). The batcher drops one whose deadline passed or
@@ -26,6 +30,7 @@ import contextlib
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -76,6 +81,10 @@ class Caller:
             raise DeadlineExceeded(f"the deadline passed before model {model} could run it")
 
 
+#: completions the finishing rate is measured over
+RATE_WINDOW = 64
+
+
 class Admission:
     """Counts what one model holds; `enter` admits a request or sheds it (Overloaded)."""
 
@@ -85,6 +94,16 @@ class Admission:
         self._lock = threading.Lock()
         self._requests: dict[str, int] = {}
         self._rows = 0
+        self._finished: deque[float] = deque(maxlen=RATE_WINDOW)
+
+    def expected_wait(self) -> float | None:
+        """Seconds the requests held now need to finish, at the recent rate (None: unknown)."""
+        if len(self._finished) < RATE_WINDOW // 4:
+            return None
+        span = self._finished[-1] - self._finished[0]
+        if span <= 0:
+            return None
+        return self.held * span / (len(self._finished) - 1)
 
     def refuses(self, protocol: str, rows: int = 1) -> str | None:
         """Why a request would be shed now, or None (no counting: a cheap early look)."""
@@ -105,9 +124,17 @@ class Admission:
         return None
 
     @contextlib.contextmanager
-    def enter(self, protocol: str, rows: int) -> Iterator[None]:
+    def enter(self, protocol: str, rows: int, remaining: float | None = None) -> Iterator[None]:
+        """Hold a place for a request; `remaining` is its deadline in seconds, if any."""
         with self._lock:
             reason = self.refuses(protocol, rows)
+            if reason is None and remaining is not None:
+                wait = self.expected_wait()
+                if wait is not None and wait > remaining:
+                    reason = (
+                        f"model {self.model} would not run it before its deadline "
+                        f"({wait:.2f} s of work queued, {remaining:.2f} s left)"
+                    )
             if reason is not None:
                 raise Overloaded(f"{reason}: try again shortly")
             self._requests[protocol] = self._requests.get(protocol, 0) + 1
@@ -118,6 +145,7 @@ class Admission:
             with self._lock:
                 self._requests[protocol] -= 1
                 self._rows -= rows
+                self._finished.append(time.monotonic())
 
     @property
     def held(self) -> int:

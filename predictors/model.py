@@ -10,6 +10,7 @@ kserve.Model for KServe's own ModelServer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -175,15 +176,34 @@ class ServedModel:
     # (HTTP, KServe's DataPlane) awaits a run in another thread.
 
     def handle_in_thread(
-        self, decode: Decode, encode: Encode[T], caller: Caller | None = None
+        self,
+        decode: Decode,
+        encode: Encode[T],
+        caller: Caller | None = None,
+        admitted: bool = False,
     ) -> T:
-        """Run one request from a worker thread (never the event loop)."""
+        """Run one request from a worker thread (never the event loop).
+
+        admitted: the caller already holds its place (`admit`), taken before
+        it waited for a handler thread.
+        """
         caller = caller or Caller("grpc")
         with self._accounted(caller):
             request, inputs, rows = self._admissible(decode, caller)
-            with self.admission.enter(caller.protocol, rows):
+            place = (
+                contextlib.nullcontext()
+                if admitted
+                else self.admission.enter(caller.protocol, rows, caller.remaining())
+            )
+            with place:
                 outputs = self._run_here(inputs, rows, caller)
         return self._encode(request, outputs, encode)
+
+    @contextmanager
+    def admit(self, caller: Caller) -> Iterator[None]:
+        """Take a place in the queue (one row) before decoding; shed and counted if full."""
+        with self._accounted(caller), self.admission.enter(caller.protocol, 1, caller.remaining()):
+            yield
 
     async def handle(
         self,
@@ -204,7 +224,7 @@ class ServedModel:
                 request, inputs, rows = await asyncio.to_thread(self._admissible, decode, caller)
             else:
                 request, inputs, rows = self._admissible(decode, caller)
-            with self.admission.enter(caller.protocol, rows):
+            with self.admission.enter(caller.protocol, rows, caller.remaining()):
                 outputs = await self._run_elsewhere(inputs, rows, caller)
         return self._encode(request, outputs, encode)
 

@@ -21,35 +21,18 @@ from pathlib import Path
 
 from predictors.admission import AdmissionConfig
 from predictors.errors import Refused
+from predictors.kserve_flags import (
+    KSERVE_HTTP_PORT,
+    KSERVE_HTTPS_PORT,
+    KSERVE_MAX_MESSAGE_BYTES,
+    TRANSFORMER_FLAGS,
+    add_kserve_arguments,
+    bool_flag,
+)
 from predictors.metadata import BatchingConfig, check_batching
 from predictors.model_inspect import Hints, parse_torch_inputs
 from predictors.runtimes import RuntimeOptions
 from predictors.serving.limits import HttpLimits
-
-# KServe's defaults (kserve/constants/constants.py, model_server.py).
-KSERVE_HTTP_PORT = 8080
-KSERVE_HTTPS_PORT = 8443
-KSERVE_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
-# Accepted for KServe compatibility; they configure a transformer's calls to
-# its predictor, and a modelplane server is the predictor.
-TRANSFORMER_FLAGS = (
-    "predictor_host",
-    "protocol",
-    "predictor_protocol",
-    "predictor_use_ssl",
-    "predictor_request_timeout_seconds",
-    "predictor_request_retries",
-    "enable_predictor_health_check",
-)
-
-
-def _bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in {"1", "true", "yes", "on", "y", "t"}:
-        return True
-    if lowered in {"0", "false", "no", "off", "n", "f"}:
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def _positive_arg(value: int, flag: str) -> int:
@@ -206,7 +189,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--http_port", "--http-port", dest="http_port", type=int, default=8080)
     parser.add_argument("--grpc_port", "--grpc-port", dest="grpc_port", type=int, default=8081)
     parser.add_argument(
-        "--enable_grpc", "--enable-grpc", dest="enable_grpc", type=_bool, default=True
+        "--enable_grpc", "--enable-grpc", dest="enable_grpc", type=bool_flag, default=True
     )
     parser.add_argument(
         "--max_threads",
@@ -326,60 +309,6 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     bare.add_argument("--input_dtype", "--input-dtype", action="append", default=[])
     bare.add_argument("--output_name", "--output-name", action="append", default=[])
     add_kserve_arguments(parser)
-
-
-def add_kserve_arguments(parser: argparse.ArgumentParser) -> None:
-    """The rest of KServe's ModelServer flags, as kserve.model_server.parser declares them."""
-    kserve = parser.add_argument_group("KServe ModelServer flags")
-    kserve.add_argument("--max_asyncio_workers", type=int, default=None)
-    kserve.add_argument("--enable_docs_url", type=_bool, default=False)
-    kserve.add_argument(
-        "--enable_latency_logging",
-        type=_bool,
-        # KServe's default is true; the same figures are in the metrics, and
-        # a log line per request costs more than a small model's run.
-        default=False,
-        help="a log line per request with its latency (default false, unlike KServe)",
-    )
-    kserve.add_argument("--configure_logging", type=_bool, default=True)
-    kserve.add_argument("--log_config_file", default=None)
-    kserve.add_argument("--access_log_format", default=None)
-    kserve.add_argument(
-        "--event-loop",
-        "--event_loop",
-        dest="event_loop",
-        choices=["auto", "asyncio", "uvloop"],
-        default="auto",
-        help="auto: asyncio (uvloop measured slower here, README)",
-    )
-    kserve.add_argument(
-        "--timeout-keep-alive",
-        "--timeout_keep_alive",
-        dest="timeout_keep_alive",
-        type=int,
-        default=65,
-    )
-    for name in ("--grpc_max_send_message_length", "--grpc_max_receive_message_length"):
-        kserve.add_argument(name, type=int, default=KSERVE_MAX_MESSAGE_BYTES)
-    kserve.add_argument("--ssl_certfile", default=os.environ.get("KSERVE_TLS_CERT_FILE"))
-    kserve.add_argument("--ssl_keyfile", default=os.environ.get("KSERVE_TLS_KEY_FILE"))
-    # Transformer-only: present in the namespace only when given, so a
-    # start-up line can say which were ignored.
-    kinds: dict[str, dict] = {
-        "protocol": {"choices": ["v1", "v2", "grpc-v2"]},
-        "predictor_protocol": {"choices": ["v1", "v2", "grpc-v2"]},
-        "predictor_use_ssl": {"type": _bool},
-        "predictor_request_timeout_seconds": {"type": int},
-        "predictor_request_retries": {"type": int},
-        "enable_predictor_health_check": {"action": "store_true"},
-    }
-    for flag in TRANSFORMER_FLAGS:
-        kserve.add_argument(
-            f"--{flag}",
-            default=argparse.SUPPRESS,
-            help="accepted, ignored (a KServe transformer's flag)",
-            **kinds.get(flag, {}),
-        )
 
 
 def add_batch_limit_arguments(parser: argparse.ArgumentParser) -> None:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from predictors.cli import bench, canary, serve, store, torchserve, train
+from predictors.cli import bench, canary, overload, serve, store, torchserve, train
 
 # (name, module, help): each module adds its own arguments and sets `run`.
 COMMANDS = [
     ("serve", serve, "serve a model store over V2 HTTP and gRPC"),
     ("store", store, "build, add, import, list and verify model stores"),
     ("bench", bench, "load-test local servers (gRPC, HTTP) against the raw runtimes"),
+    ("overload", overload, "a server under overload, large bodies and a soak: what holds"),
     ("train", train, "train a bundled recipe, register it in MLflow"),
     ("canary-values", canary, "Helm values for a champion/challenger canary from MLflow aliases"),
     ("torchserve", torchserve, "TorchServe: package models as MAR archives"),

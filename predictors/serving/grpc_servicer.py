@@ -9,12 +9,10 @@ keeps HTTP; neither protocol ever runs a model on it.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -49,12 +47,12 @@ class InferenceServicer(TritonExtensionsServicer):
         self,
         repository: ModelRepository,
         log_latency: bool = False,
-        idle: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
+        slots: HandlerSlots | None = None,
     ) -> None:
         self.repository = repository
         self.log_latency = log_latency
-        #: gives the handler slot back while a request waits (streaming.HandlerSlots)
-        self.idle = idle
+        #: --max_threads slots for inference work (streaming.HandlerSlots)
+        self.slots = slots or HandlerSlots(4)
 
     def ServerLive(self, request: Any, context: grpc.ServicerContext) -> Any:
         return pb.ServerLiveResponse(live=True)
@@ -98,7 +96,7 @@ class InferenceServicer(TritonExtensionsServicer):
             # ends the call then, and the batcher drops it if it has not run.
             deadline=None if remaining is None else time.monotonic() + remaining,
             alive=context.is_active,
-            idle=self.idle,
+            idle=self.slots.idle,
         )
         try:
             with inference(
@@ -110,13 +108,17 @@ class InferenceServicer(TritonExtensionsServicer):
                 self.log_latency,
             ) as model:
                 shm = self.repository.shared_memory
-                return model.handle_in_thread(
-                    lambda: shm.read_inputs(grpc_codec.decode(request)),
-                    lambda req, outputs: grpc_codec.encode(
-                        model.name, model.version, req, shm.write_outputs(req, outputs)
-                    ),
-                    caller,
-                )
+                # Admitted first, then a thread's slot: the wait for one is
+                # bounded by the model's queue and by the deadline.
+                with model.admit(caller), self.slots.slot(caller.remaining()):
+                    return model.handle_in_thread(
+                        lambda: shm.read_inputs(grpc_codec.decode(request)),
+                        lambda req, outputs: grpc_codec.encode(
+                            model.name, model.version, req, shm.write_outputs(req, outputs)
+                        ),
+                        caller,
+                        admitted=True,
+                    )
         except Exception as exc:
             _abort(context, exc)
 
@@ -206,6 +208,8 @@ class GrpcOptions:
     #: (certificate chain, private key) PEM bytes: TLS instead of plaintext
     tls: tuple[bytes, bytes] | None = None
     log_latency: bool = False
+    #: requests one model may hold (--max_queue_size): that many may wait for a slot
+    queue: int = 128
 
 
 class PortInUse(OSError):
@@ -214,10 +218,13 @@ class PortInUse(OSError):
 
 def create_grpc_server(repository: ModelRepository, options: GrpcOptions) -> grpc.Server:
     """The gRPC server, bound (not yet started); PortInUse if the address is taken."""
-    slots = HandlerSlots(options.threads)  # open streams hold threads, not slots
+    slots = HandlerSlots(options.threads, options.queue)  # open streams hold threads, not slots
     server = grpc.server(
         ThreadPoolExecutor(slots.pool_size, thread_name_prefix="grpc"),
         interceptors=[slots],
+        # Beyond this grpc refuses at once (RESOURCE_EXHAUSTED): nothing waits
+        # unseen for a thread.
+        maximum_concurrent_rpcs=slots.pool_size,
         options=[
             ("grpc.max_send_message_length", options.max_send_message_length),
             ("grpc.max_receive_message_length", options.max_receive_message_length),
@@ -226,7 +233,7 @@ def create_grpc_server(repository: ModelRepository, options: GrpcOptions) -> grp
             ("grpc.so_reuseport", 0),
         ],
     )
-    register(server, InferenceServicer(repository, options.log_latency, slots.idle))
+    register(server, InferenceServicer(repository, options.log_latency, slots))
     add_health_and_reflection(server, repository)
     try:
         if options.tls is None:

@@ -193,4 +193,5 @@ def grpc_options(s: ServeSettings) -> GrpcOptions:
         max_receive_message_length=s.grpc_max_receive_message_length,
         tls=tls,
         log_latency=s.enable_latency_logging,
+        queue=s.admission.max_requests,
     )

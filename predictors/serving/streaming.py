@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 
 import grpc
 
+from predictors.errors import DeadlineExceeded
 from predictors.protocol.grpc_messages import pb
 
 
@@ -91,8 +92,12 @@ class HandlerSlots(grpc.ServerInterceptor):
     would keep gRPC's share of a batch to --max_threads requests.
     """
 
-    def __init__(self, threads: int) -> None:
-        self.pool_size = threads + MAX_STREAMS
+    def __init__(self, threads: int, queue: int = 0) -> None:
+        # Threads for the work, the open streams, and the requests waiting
+        # for a slot (as many as admission lets a model hold): the server
+        # takes no more RPCs than that (grpc's maximum_concurrent_rpcs), so no
+        # RPC ever queues unseen in grpc's executor.
+        self.pool_size = threads + MAX_STREAMS + queue
         self._slots = threading.BoundedSemaphore(threads)
         self._open = 0
         self._open_lock = threading.Lock()
@@ -123,23 +128,29 @@ class HandlerSlots(grpc.ServerInterceptor):
             self._slots.acquire()
 
     @contextmanager
-    def _slot(self) -> Iterator[None]:
-        with self._slots:
-            self._held.count = getattr(self._held, "count", 0) + 1
-            try:
-                yield
-            finally:
-                self._held.count -= 1
+    def slot(self, timeout: float | None = None) -> Iterator[None]:
+        """Hold one of --max_threads slots (at once if this thread holds one already).
+
+        DeadlineExceeded if none frees up within `timeout` seconds.
+        """
+        if getattr(self._held, "count", 0):
+            yield
+            return
+        if not self._slots.acquire(timeout=timeout):
+            raise DeadlineExceeded("the deadline passed while the request waited for a thread")
+        self._held.count = 1
+        try:
+            yield
+        finally:
+            self._held.count = 0
+            self._slots.release()
 
     def _wrap(self, handler: Any) -> Any:
         if not handler.request_streaming:
-            unary = handler.unary_unary
-
-            def run_unary(request: Any, context: Any) -> Any:
-                with self._slot():
-                    return unary(request, context)
-
-            return handler._replace(unary_unary=run_unary)
+            # A unary inference takes its slot itself, once admitted
+            # (grpc_servicer.InferenceServicer.ModelInfer): its wait is then
+            # bounded by the model's queue and by its deadline.
+            return handler
         stream = handler.stream_stream
 
         def run_stream(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
@@ -152,7 +163,7 @@ class HandlerSlots(grpc.ServerInterceptor):
                     f"{MAX_STREAMS} streams are open, the most this server takes",
                 )
             try:
-                yield from stream(_one_slot_each(requests, self._slot), context)
+                yield from stream(_one_slot_each(requests, self.slot), context)
             finally:
                 with self._open_lock:
                     self._open -= 1
@@ -161,7 +172,7 @@ class HandlerSlots(grpc.ServerInterceptor):
 
 
 def _one_slot_each(
-    requests: Iterable[Any], slot: Callable[[], AbstractContextManager[None]]
+    requests: Iterable[Any], slot: Callable[..., AbstractContextManager[None]]
 ) -> Iterator[Any]:
     """Each request holds a slot from its arrival until the stream asks for the next."""
     for request in requests:

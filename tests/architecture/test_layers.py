@@ -38,6 +38,7 @@ LAYERS: dict[str, int] = {
     "predictors.export": 2,
     "predictors.training": 2,
     "predictors.settings": 3,
+    "predictors.kserve_flags": 3,
     "predictors.serving": 3,
     "predictors.local_server": 3,
     "predictors.bench": 4,

@@ -6,6 +6,7 @@ import asyncio
 import re
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -279,3 +280,32 @@ def test_grpc_requests_waiting_for_a_batch_hold_no_handler_slot(tmp_path: Path) 
         assert batches < len(xs) / 2
     finally:
         server.stop()
+
+
+def test_a_request_that_cannot_make_its_deadline_is_shed_at_once() -> None:
+    """predictors.admission: the queue ahead of it, at the rate the model finishes
+    requests, would outlast its deadline; the place would only become wasted work."""
+    from predictors.admission import RATE_WINDOW, Admission, AdmissionConfig
+    from predictors.errors import Overloaded
+
+    admission = Admission("m", AdmissionConfig(max_requests=100))
+    # The model has been finishing a request every 10 ms.
+    for _ in range(RATE_WINDOW):
+        with admission.enter("grpc", 1):
+            time.sleep(0.01)
+    held = [admission.enter("grpc", 1) for _ in range(50)]  # 0.5 s of work queued
+    for place in held:
+        place.__enter__()
+    try:
+        with admission.enter("grpc", 1, remaining=2.0):
+            pass  # 2 s is enough
+        with (
+            pytest.raises(Overloaded, match="would not run it before its deadline"),
+            admission.enter("grpc", 1, remaining=0.1),
+        ):
+            pass
+        with admission.enter("grpc", 1):  # no deadline: only the limit applies
+            pass
+    finally:
+        for place in held:
+            place.__exit__(None, None, None)

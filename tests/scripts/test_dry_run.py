@@ -169,8 +169,9 @@ def test_build_images_offline_plan(tmp_path: Path) -> None:
     build = res.find("docker", "build", "-f", str(REPO / "docker/Dockerfile"))
     assert build[build.index("-t") + 1] == f"modelplane/predictor:{chart_app_version()}"
     args = {build[i + 1] for i, a in enumerate(build) if a == "--build-arg"}
+    # No TORCH_VERSION: the Dockerfiles read pyproject.toml's pin themselves.
+    assert not any(a.startswith("TORCH_VERSION=") for a in args)
     assert {
-        f"TORCH_VERSION={pinned_torch()}",
         "PIP_OFFLINE=1",
         "WHEELHOUSE=.work/images/wheelhouse",
         "BASE_IMAGE=localhost/base:1",
@@ -197,12 +198,19 @@ def test_build_images_gpu_plan_and_offline_refusal(tmp_path: Path) -> None:
         "-t",
         "modelplane/predictor-gpu:t1",
     )
-    assert f"TORCH_VERSION={pinned_torch()}" in gpu
+    assert not any(a.startswith("TORCH_VERSION=") for a in gpu)
     assert "pip" not in res.stdout, "no wheelhouse without --offline"
-    refused = run_script(
+    offline = run_script(
         "scripts/build-images", "--dry-run", "--gpu", "--offline", tmp=tmp_path, env=PY
     )
-    assert refused.returncode != 0 and "CPU image only" in refused.stderr
+    assert offline.returncode == 0, offline.stderr
+    # The GPU wheels come from PyPI's CUDA builds, under the CUDA stack's pins...
+    wheel = offline.find("-m", "pip", "wheel")
+    assert wheel[wheel.index("-c") + 1] == str(REPO / "docker/gpu-constraints.txt")
+    assert ".work/images/wheelhouse-gpu" in " ".join(wheel)
+    # ...and the build gets exactly what the Dockerfile copies, not the whole tree.
+    assert "docker build -f docker/Dockerfile.gpu" in offline.stdout
+    assert "WHEELHOUSE=.work/images/wheelhouse-gpu" in offline.stdout
 
 
 def test_wheelhouse_requirements_pin_the_cpu_torch() -> None:

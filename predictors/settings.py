@@ -258,47 +258,24 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     limits = parser.add_argument_group(
         "limits", "what the server takes at once, and per request (README, Limits)"
     )
-    limits.add_argument(
-        "--max_queue_size",
-        "--max-queue-size",
-        dest="max_queue_size",
-        type=int,
-        default=AdmissionConfig.max_requests,
-        help="requests one model holds at once, queued or running; more are shed at once "
-        "with 503 + Retry-After / RESOURCE_EXHAUSTED",
-    )
-    limits.add_argument(
-        "--max_queue_rows",
-        "--max-queue-rows",
-        dest="max_queue_rows",
-        type=int,
-        default=AdmissionConfig.max_rows,
-        help="rows one model holds at once, across those requests",
-    )
-    limits.add_argument(
-        "--max_request_bytes",
-        "--max-request-bytes",
-        dest="max_request_bytes",
-        type=int,
-        default=HttpLimits.max_request_bytes,
-        help="largest HTTP request body (413 past it)",
-    )
-    limits.add_argument(
-        "--max_json_bytes",
-        "--max-json-bytes",
-        dest="max_json_bytes",
-        type=int,
-        default=HttpLimits.max_json_bytes,
-        help="largest JSON part of an HTTP request (413 past it; decoding holds ~8.5x it)",
-    )
-    limits.add_argument(
-        "--max_header_bytes",
-        "--max-header-bytes",
-        dest="max_header_bytes",
-        type=int,
-        default=HttpLimits.max_header_bytes,
-        help="largest HTTP request headers (431 past it)",
-    )
+    # (flag, default, help): each also spelled with dashes.
+    for flag, default, text in (
+        ("max_queue_size", AdmissionConfig.max_requests,
+         "requests one model holds at once, queued or running; more are shed at once "
+         "with 503 + Retry-After / RESOURCE_EXHAUSTED"),
+        ("max_queue_rows", AdmissionConfig.max_rows,
+         "rows one model holds at once, across those requests"),
+        ("max_request_bytes", HttpLimits.max_request_bytes,
+         "largest HTTP request body (413 past it)"),
+        ("max_json_bytes", HttpLimits.max_json_bytes,
+         "largest JSON part of an HTTP request (413 past it; decoding holds ~8.5x it)"),
+        ("max_header_bytes", HttpLimits.max_header_bytes,
+         "largest HTTP request headers (431 past it)"),
+    ):  # fmt: skip
+        limits.add_argument(
+            f"--{flag}", f"--{flag.replace('_', '-')}", dest=flag, type=int, default=default,
+            help=text,
+        )  # fmt: skip
     bare = parser.add_argument_group(
         "bare models", "a folder with one model file and no metadata.json (TorchScript only)"
     )

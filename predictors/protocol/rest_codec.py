@@ -178,8 +178,9 @@ def encode(
     return b"".join([header, *chunks]), len(header)
 
 
-def decode_object(body: bytes) -> dict[str, Any]:
-    """The JSON object of a non-infer request body (an empty body is `{}`)."""
+def decode_object(body: bytes, shape: str = "") -> dict[str, Any]:
+    """The JSON object of a request body (an empty body is `{}`); `shape` shows what it
+    should look like, for the error."""
     if not body.strip():
         return {}
     try:
@@ -187,5 +188,5 @@ def decode_object(body: bytes) -> dict[str, Any]:
     except orjson.JSONDecodeError as exc:
         raise InvalidInput(f"request body is not valid JSON: {exc}") from exc
     if not isinstance(doc, dict):
-        raise InvalidInput("request body must be a JSON object")
+        raise InvalidInput("request body must be a JSON object" + (f": {shape}" if shape else ""))
     return doc

@@ -19,6 +19,7 @@ import orjson
 
 from predictors.errors import InvalidInput
 from predictors.protocol import tensors
+from predictors.protocol.rest_codec import decode_object
 from predictors.protocol.tensors import InferenceRequest, RequestTensor
 
 
@@ -26,12 +27,7 @@ def decode(
     body: bytes, inputs: Sequence[tuple[str, str]], request_id: str = ""
 ) -> InferenceRequest:
     """`inputs` is the model's (name, V2 datatype) per input, in order."""
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"request body is not valid JSON: {exc}") from exc
-    if not isinstance(doc, dict):
-        raise InvalidInput('request body must be a JSON object: {"instances": [...]}')
+    doc = decode_object(body, '{"instances": [...]}')
     key = "instances" if "instances" in doc else "inputs"
     instances = doc.get(key)
     if not isinstance(instances, list) or not instances:

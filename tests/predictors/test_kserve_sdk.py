@@ -60,6 +60,7 @@ def test_model_runs_under_kserve_dataplane() -> None:
     lines = result.stdout.strip().splitlines()[-3:]
     assert lines[0] == "r1 (2, 3) 2.0 [-1, 13]"
     assert lines[1] == (
-        "invalid: input 'features': shape [2,12] does not match the model's [-1,13] (-1 is any size)"
+        "invalid: input 'features': shape [2,12] does not match the model's [-1,13] "
+        "(-1 is any size)"
     )
     assert lines[2] == "predict count 2.0"

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from predictors.drift import DriftProfile, ProfileError
 from predictors.errors import Refused
 from predictors.formats import UnknownFormat, get_format
 from predictors.protocol.datatypes import V2_TO_NUMPY
@@ -125,6 +126,8 @@ class ModelMetadata:
     provenance: dict[str, Any] = field(default_factory=dict)
     #: the model file when it is not the format's usual name (bare folders: `mnist.onnx`)
     file_name: str | None = None
+    #: the training inputs' reference for drift (predictors.drift); None: drift is not measured
+    drift_profile: DriftProfile | None = None
 
     @property
     def model_file(self) -> str:
@@ -150,6 +153,8 @@ class ModelMetadata:
             "framework_versions": dict(self.framework_versions),
             "seed": self.seed,
             "provenance": dict(self.provenance),
+            # Absent, not null, without a profile: files written before it existed read the same.
+            **({"drift_profile": self.drift_profile.to_dict()} if self.drift_profile else {}),
         }
 
     @classmethod
@@ -158,11 +163,13 @@ class ModelMetadata:
             fmt = str(raw["format"])
             get_format(fmt)
             batching = _batching(raw.get("batching", {}))
+            inputs = [TensorSpec.from_dict(t) for t in raw["inputs"]]
+            drift_profile = _drift_profile(raw.get("drift_profile"), inputs)
             return cls(
                 name=str(raw["name"]),
                 version=str(raw["version"]),
                 format=fmt,
-                inputs=[TensorSpec.from_dict(t) for t in raw["inputs"]],
+                inputs=inputs,
                 outputs=[TensorSpec.from_dict(t) for t in raw["outputs"]],
                 files={check_relative_file(str(k)): str(v) for k, v in raw["files"].items()},
                 labels=[str(x) for x in raw.get("labels", [])],
@@ -172,6 +179,7 @@ class ModelMetadata:
                 framework_versions=dict(raw.get("framework_versions", {})),
                 seed=raw.get("seed"),
                 provenance=dict(raw.get("provenance", {})),
+                drift_profile=drift_profile,
             )
         except MetadataError:
             raise
@@ -202,6 +210,17 @@ class ModelMetadata:
     def write(self, version_dir: Path) -> None:
         text = json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
         (version_dir / METADATA_FILE).write_text(text)
+
+
+def _drift_profile(raw: Any, inputs: list[TensorSpec]) -> DriftProfile | None:
+    if raw is None:
+        return None
+    try:
+        profile = DriftProfile.from_dict(raw)
+        profile.check(inputs)
+    except ProfileError as exc:
+        raise MetadataError(str(exc)) from exc
+    return profile
 
 
 def _batching(raw: dict[str, Any]) -> BatchingConfig:

@@ -23,9 +23,16 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from predictors.drift import SLOT_SECONDS, WINDOW_SLOTS
+
+if TYPE_CHECKING:
+    from predictors.drift import DriftMonitor
 
 # Latencies of a small model on a CPU start well under a millisecond.
 LATENCY_BUCKETS = (
@@ -107,6 +114,61 @@ GPU_MEMORY_USED = Gauge(
 GPU_MEMORY_TOTAL = Gauge(
     "modelplane_gpu_memory_total_bytes", "GPU memory on the device.", ["device"]
 )
+
+
+class DriftCollector(Collector):
+    """Input drift series, computed from each model's window when /metrics is scraped.
+
+    Nothing is set per request: a served model's DriftMonitor counts its
+    batches (predictors.drift) and a scrape reads the monitors. A model without
+    a reference profile registers none, so it exports nothing.
+    """
+
+    def __init__(self) -> None:
+        self._monitors: dict[tuple[str, str], DriftMonitor] = {}
+        self._lock = threading.Lock()
+
+    def register(self, model_name: str, version: str, monitor: DriftMonitor) -> None:
+        with self._lock:
+            self._monitors[(model_name, version)] = monitor
+
+    def unregister(self, model_name: str, version: str, monitor: DriftMonitor) -> None:
+        """Forget `monitor`, unless a later load of the same version replaced it."""
+        with self._lock:
+            if self._monitors.get((model_name, version)) is monitor:
+                del self._monitors[(model_name, version)]
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield from _drift_families()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        psi, rows = _drift_families()
+        with self._lock:
+            monitors = list(self._monitors.items())
+        for (model_name, version), monitor in monitors:
+            for window in monitor.snapshot():
+                rows.add_metric([model_name, version, window.input], window.rows)
+                for feature, score in window.psi.items():
+                    psi.add_metric([model_name, version, window.input, feature], score)
+        yield from (psi, rows)
+
+
+def _drift_families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+    window = f"the last {SLOT_SECONDS * WINDOW_SLOTS / 60:g} minutes"
+    return GaugeMetricFamily(
+        "modelplane_input_drift_psi",
+        f"Population stability index of an input feature: live inputs of {window} against "
+        "the training data's bins (0.25 and above: a significant shift).",
+        labels=["model_name", "model_version", "input", "feature"],
+    ), GaugeMetricFamily(
+        "modelplane_input_drift_window_rows",
+        f"Rows of an input counted into its drift window ({window}).",
+        labels=["model_name", "model_version", "input"],
+    )
+
+
+DRIFT = DriftCollector()
+REGISTRY.register(DRIFT)
 
 
 STAGES = ("queue", "decode", "inference", "encode")

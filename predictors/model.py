@@ -25,6 +25,7 @@ import numpy as np
 from predictors import metrics
 from predictors.admission import Admission, AdmissionConfig, Caller
 from predictors.batching import DynamicBatcher
+from predictors.drift import NO_PROFILE, DriftMonitor
 from predictors.errors import (
     ClientGone,
     DeadlineExceeded,
@@ -78,6 +79,7 @@ class ServedModel:
         self.runtime: Runtime | None = None
         self.batching: BatchingConfig | None = None
         self._batcher: DynamicBatcher | None = None
+        self.drift: DriftMonitor | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._run_slots = threading.BoundedSemaphore(1)
         metrics.MODEL_READY.labels(self.name, self.version).set(0)
@@ -107,6 +109,8 @@ class ServedModel:
             runtime = load_runtime(self.stored.path, meta, self.options)
             self.meta, self.runtime = meta, runtime
             self.batching = self._choose_batching(meta)
+            if meta.drift_profile is not None:
+                self.drift = DriftMonitor(meta.drift_profile, meta.inputs)
             # Warm-up: the first run allocates memory and picks kernels; a
             # client should not pay for that, and readiness should prove it works.
             runtime.run(self._warmup_inputs(meta))
@@ -134,6 +138,8 @@ class ServedModel:
                 self._count_wasted,
             )
         self.state, self.error, self.ready = ModelState.READY, None, True
+        if self.drift is not None:
+            metrics.DRIFT.register(self.name, self.version, self.drift)
         metrics.MODEL_READY.labels(self.name, self.version).set(1)
         log.info(
             "model %s version %s ready on %s in %.2fs (batching %s)",
@@ -164,6 +170,8 @@ class ServedModel:
 
     def stop(self) -> None:
         metrics.MODEL_READY.labels(self.name, self.version).set(0)
+        if self.drift is not None:
+            metrics.DRIFT.unregister(self.name, self.version, self.drift)
         self.ready = False
         self.state = ModelState.UNLOADED
         if self._executor is not None:
@@ -302,6 +310,9 @@ class ServedModel:
 
     def _run_batch(self, inputs: Arrays, rows: int) -> Arrays:
         assert self.runtime is not None
+        if self.drift is not None:
+            # Here, in the thread that runs the model, never on the event loop.
+            self.drift.count(inputs)
         with self.series.batch(rows):
             try:
                 return self.runtime.run(inputs)
@@ -352,6 +363,7 @@ class ServedModel:
                     "metrics": meta.metrics,
                     "framework_versions": meta.framework_versions,
                     "provenance": meta.provenance,
+                    "drift": self.drift.describe() if self.drift else NO_PROFILE,
                 }
             )
         return doc

@@ -43,6 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--output-name", action="append", default=[], help="TorchScript, torch.export: per output"
     )
     add.add_argument("--labels", help="comma-separated class labels")
+    add.add_argument(
+        "--reference-data",
+        type=Path,
+        help="training inputs to profile for drift monitoring: .npy (one input) or .npz "
+        "keyed by input name, rows first",
+    )
     add.add_argument("file", type=Path)
     add.set_defaults(run=run_add)
 
@@ -87,11 +93,24 @@ def run_add(args: argparse.Namespace) -> int:
         hints = Hints(torch_inputs, args.input_name, args.output_name)
         labels = args.labels.split(",") if args.labels else None
         meta = metadata_for(args.file, args.format, hints, labels)
+        if args.reference_data is not None:
+            from predictors.drift import build_profile, read_reference
+
+            meta.drift_profile = build_profile(
+                read_reference(args.reference_data, meta.inputs),
+                meta.inputs,
+                source=f"modelplane store add --reference-data {args.reference_data.name}",
+            )
         target = add_model(Path(args.store), args.name, args.file, args.version, meta)
         print(f"added {args.name}:{meta.version} ({meta.format}) at {target}")
         for kind, tensors in (("input", meta.inputs), ("output", meta.outputs)):
             for t in tensors:
                 print(f"  {kind} {t.name} {t.datatype} {list(t.shape)}")
+        profile = meta.drift_profile
+        for name, p in profile.inputs.items() if profile else ():
+            print(f"  drift profile of {name}: {len(p.features)} {p.kind} features, {p.rows} rows")
+        if profile is None:
+            print("  no drift profile (--reference-data): input drift will not be measured")
         return 0
 
     return refusable("store add", add, changed="the store was not changed")

@@ -3,13 +3,16 @@
 `models:/NAME@ALIAS` or `models:/NAME/VERSION` becomes `<name>-<suffix>/<version>`
 per format (`mlflow-wine-onnx/3`, `mlflow-wine-torch/3`), <version> being the
 registry's, with the run id, version, aliases and run metrics in
-metadata.json. Each export is checked against the registered model's own
-outputs before it is renamed into place; importing a version that is already
-there changes nothing.
+metadata.json, and the drift profile the training run logged (`modelplane
+train` logs one; a run without it gives a store entry without one, whose
+model metadata then says drift is not measured). Each export is checked
+against the registered model's own outputs before it is renamed into place;
+importing a version that is already there changes nothing.
 """
 
 from __future__ import annotations
 
+import json
 import platform
 import tempfile
 from dataclasses import dataclass
@@ -19,12 +22,13 @@ from typing import Any
 import numpy as np
 
 from predictors.atomic import atomic_folder
+from predictors.drift import DriftProfile, ProfileError
 from predictors.export import ExportError, export_checked
 from predictors.formats import ModelFormat, exportable, get_format
 from predictors.metadata import BatchingConfig, MetadataError, ModelMetadata, TensorSpec
 from predictors.mlflow import tracking
 from predictors.mlflow.tracking import RegistryError, Resolved
-from predictors.mlflow.train import METADATA_KEY
+from predictors.mlflow.train import DRIFT_ARTIFACT, METADATA_KEY
 from predictors.model_store import NAME_RE, sha256_of, verify
 
 
@@ -72,6 +76,7 @@ def import_model(
     model, info = _load(resolved)
     spec = _signature(info)
     metrics, params = _run_metrics(mlflow_client, resolved.run_id)
+    profile = _drift_profile(mlflow_client, resolved.run_id)
     store.mkdir(parents=True, exist_ok=True)
     # Export every format before writing any: a failure leaves the store as it was.
     with tempfile.TemporaryDirectory(dir=store, prefix=".import-") as tmp:
@@ -86,6 +91,7 @@ def import_model(
                 uri_used,
                 metrics,
                 params,
+                profile,
             )
             for fmt in todo
         }
@@ -153,6 +159,20 @@ def _run_metrics(mlflow_client: Any, run_id: str) -> tuple[dict[str, float], dic
     return {k: float(v) for k, v in run.data.metrics.items()}, dict(run.data.params)
 
 
+def _drift_profile(mlflow_client: Any, run_id: str) -> DriftProfile | None:
+    """The drift profile the training run logged, or None when it logged none."""
+    if not run_id or DRIFT_ARTIFACT not in {f.path for f in mlflow_client.list_artifacts(run_id)}:
+        return None
+    with tempfile.TemporaryDirectory(prefix="mp-drift-") as tmp:
+        local = Path(mlflow_client.download_artifacts(run_id, DRIFT_ARTIFACT, tmp))
+        try:
+            return DriftProfile.from_dict(json.loads(local.read_text()))
+        except (ProfileError, ValueError) as exc:
+            raise RegistryError(
+                f"run {run_id}: {DRIFT_ARTIFACT} is not a drift profile: {exc}"
+            ) from exc
+
+
 def _load(resolved: Resolved) -> tuple[Any, Any]:
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -185,6 +205,7 @@ def _export(
     tracking_uri: str,
     metrics: dict[str, float],
     params: dict[str, str],
+    profile: DriftProfile | None,
 ) -> ModelMetadata:
     """Export one format into `staging` (checked against the model); its metadata, unwritten."""
     import torch
@@ -212,6 +233,13 @@ def _export(
             "expected [batch, classes]"
         )
     inputs = [TensorSpec(input_name, "FP32", input_shape)]
+    if profile is not None:
+        try:
+            profile.check(inputs)
+        except ProfileError as exc:
+            raise RegistryError(
+                f"the run's {DRIFT_ARTIFACT} does not fit the model: {exc}"
+            ) from exc
     outputs = [
         TensorSpec(str(spec.get("output_name", "probabilities")), "FP32", (-1, expected.shape[1]))
     ]
@@ -252,4 +280,5 @@ def _export(
             "mlflow_source": resolved.source,
             "mlflow_params": params,
         },
+        drift_profile=profile,
     )

@@ -10,6 +10,8 @@ from predictors.mlflow.tracking import REGISTERED_PREFIX, RegistryError
 
 EXPERIMENT = "modelplane"
 METADATA_KEY = "modelplane"  # our key in the MLmodel file's `metadata`
+#: the run's artifact holding the training inputs' drift profile (predictors.drift)
+DRIFT_ARTIFACT = "drift_profile.json"
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,9 @@ def train_and_register(
         with mlflow.start_run(experiment_id=experiment_id) as run:
             mlflow.log_params(params)
             mlflow.log_metrics(metrics)
+            # Logged here, where the training rows are known; `store import`
+            # reads it back, so the importer needs no knowledge of the data.
+            mlflow.log_dict(build.drift_profile(recipe, split).to_dict(), DRIFT_ARTIFACT)
             info = mlflow.pytorch.log_model(
                 model,
                 name="model",

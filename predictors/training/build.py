@@ -19,6 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
 from predictors.atomic import atomic_folder
+from predictors.drift import DriftProfile, build_profile
 from predictors.export import export_checked
 from predictors.formats import FORMATS
 from predictors.metadata import BatchingConfig, ModelMetadata, TensorSpec
@@ -83,6 +84,28 @@ def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return float((probabilities.argmax(axis=1) == labels).mean())
 
 
+def feature_names(family: str) -> list[str] | None:
+    """The columns' names of a tabular family (the drift series' `feature` label)."""
+    if family != "wine":
+        return None
+    from sklearn.datasets import load_wine
+
+    return [str(n) for n in load_wine().feature_names]
+
+
+def drift_profile(recipe: Recipe, split: datasets.Split) -> DriftProfile:
+    """The reference profile of the rows the model was trained on (predictors.drift)."""
+    spec = TensorSpec(recipe.input_name, "FP32", (-1, *recipe.input_shape))
+    names = feature_names(recipe.family)
+    return build_profile(
+        {spec.name: split.x_train},
+        [spec],
+        source=f"training split of sklearn.datasets.load_{recipe.family} "
+        f"(random_state={SEED}), {len(split.x_train)} rows",
+        feature_names={spec.name: names} if names else None,
+    )
+
+
 def build_family(recipe: Recipe, out: Path, progress: Progress) -> list[ModelMetadata]:
     import onnxruntime as ort
     import sklearn
@@ -102,6 +125,7 @@ def build_family(recipe: Recipe, out: Path, progress: Progress) -> list[ModelMet
     }
     inputs = [TensorSpec(recipe.input_name, "FP32", (-1, *recipe.input_shape))]
     outputs = [TensorSpec("probabilities", "FP32", (-1, len(split.labels)))]
+    profile = drift_profile(recipe, split)
     written = []
     for model_format in (FORMATS["onnx"], FORMATS["torchscript"]):
         name = f"{recipe.family}-{model_format.store_suffix}"
@@ -135,6 +159,7 @@ def build_family(recipe: Recipe, out: Path, progress: Progress) -> list[ModelMet
                 "epochs": recipe.epochs,
                 "learning_rate": recipe.lr,
             },
+            drift_profile=profile,
         )
         meta.write(version_dir)
         written.append(meta)

@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "predictors.protocol": 1,
     "predictors.formats": 2,
     "predictors.metadata": 2,
+    "predictors.drift": 2,
     "predictors.atomic": 2,
     "predictors.admission": 2,
     "predictors.model_store": 2,

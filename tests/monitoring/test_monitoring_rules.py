@@ -32,6 +32,7 @@ EXPECTED_ALERTS = {
     "ModelplaneGPUMemoryNearFull",
     "ModelplaneShedding",
     "ModelplaneWastedWork",
+    "ModelplaneInputDrift",
 }
 
 

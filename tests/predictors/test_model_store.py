@@ -152,3 +152,25 @@ def test_build_retrains_to_the_bundled_model(tmp_path: Path) -> None:
     bundled = torch.jit.load(str(MODEL_STORE / "wine-torch" / "1" / "model.pt"))
     with torch.inference_mode():
         np.testing.assert_allclose(rebuilt(x).numpy(), bundled(x).numpy(), atol=1e-5)
+
+
+def test_versions_that_would_escape_or_shadow_the_store_are_refused(tmp_path: Path) -> None:
+    """Before: `--version ""` wrote metadata.json into the model's own folder, so the store
+    read as one model and every other model vanished from list, verify and serve;
+    `--version ../../x` and `--version /abs` wrote outside the store and exited 0."""
+    source = str(MODEL_STORE / "wine-onnx" / "1" / "model.onnx")
+    store = tmp_path / "store"
+    assert run("store", "add", "--store", str(store), "--name", "keep", source).returncode == 0
+    assert run("store", "add", "--store", str(store), "--name", "w", source).returncode == 0
+    before = snapshot(store)
+    outside = tmp_path / "abs"
+    for version in ("", "../../x", str(outside), ".", "..", "1/2"):
+        result = run(
+            "store", "add", "--store", str(store), "--name", "w", "--version", version, source
+        )
+        assert result.returncode == 2, version
+        assert "the store was not changed" in result.stderr
+    assert snapshot(store) == before
+    assert not outside.exists() and not (tmp_path / "x").exists()
+    listed = run("store", "list", "--store", str(store)).stdout
+    assert "keep" in listed and "w " in listed

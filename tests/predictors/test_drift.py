@@ -137,6 +137,24 @@ def test_live_counting_bins_each_row_as_training_did(batch: int) -> None:
         assert max(window.psi.values()) < 1e-9, (spec.name, window.psi)
 
 
+@pytest.mark.parametrize(("datatype", "columns"), [("FP32", 13), ("FP32", 40), ("INT64", 5)])
+def test_one_row_requests_and_batches_land_in_the_same_bins(datatype: str, columns: int) -> None:
+    """One-row requests are binned in Python, batches in numpy: the bins must be the same,
+    for values equal to a cut point, NaN and infinities too."""
+    spec = TensorSpec("x", datatype, (-1, columns))
+    rng = np.random.default_rng(1)
+    train = rng.integers(0, 20, size=(300, columns)).astype(spec.dtype)
+    profile = build_profile({"x": train}, [spec], "synthetic")
+    live = rng.integers(-2, 23, size=(200, columns)).astype(spec.dtype)
+    if spec.dtype.kind == "f":
+        live[::7, 0], live[::11, 1], live[::13, 2] = np.nan, np.inf, -np.inf
+    one_by_one, batched = DriftMonitor(profile, [spec]), DriftMonitor(profile, [spec])
+    for row in live:
+        one_by_one.count({"x": row[None, :]})
+    batched.count({"x": live})
+    assert one_by_one.snapshot() == batched.snapshot()
+
+
 def test_digits_brightness_and_contrast_changes_are_seen() -> None:
     profile = build.drift_profile(RECIPES["digits"], DIGITS)
     for changed, moved in ((DIGITS.x_test * 0.6, "row_mean"), (DIGITS.x_test**2, "row_std")):

@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
@@ -30,6 +29,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from predictors.drift import SLOT_SECONDS, WINDOW_SLOTS
+from predictors.model_statistics import ModelStatistics, Tally, statistics_of
+from predictors.runtimes.cuda import cuda_devices
 
 if TYPE_CHECKING:
     from predictors.drift import DriftMonitor
@@ -175,71 +176,6 @@ STAGES = ("queue", "decode", "inference", "encode")
 PROTOCOLS = ("http", "grpc")
 
 
-@dataclass
-class Tally:
-    """A count and a total time, as Triton's StatisticDuration."""
-
-    count: int = 0
-    seconds: float = 0.0
-
-    def add(self, seconds: float) -> None:
-        self.count += 1
-        self.seconds += seconds
-
-    def to_dict(self) -> dict[str, int]:
-        return {"count": self.count, "ns": round(self.seconds * 1e9)}
-
-
-@dataclass
-class ModelStatistics:
-    """One model version's activity since the process started (Triton's ModelStatistics)."""
-
-    success: Tally = field(default_factory=Tally)
-    fail: Tally = field(default_factory=Tally)
-    #: requests through the batcher's queue, and their waits
-    queue: Tally = field(default_factory=Tally)
-    #: successful requests: the count of compute_input, compute_infer and compute_output
-    computed: int = 0
-    #: seconds per stage: decoding, the runs each request waited on, encoding
-    compute_seconds: dict[str, float] = field(
-        default_factory=lambda: {"decode": 0.0, "inference": 0.0, "encode": 0.0}
-    )
-    #: batch size -> its model runs
-    batches: dict[int, Tally] = field(default_factory=dict)
-    #: rows run by the model (Triton's inference_count), and runs (execution_count)
-    rows: int = 0
-    runs: int = 0
-    #: ms since the epoch of the last request, 0 before the first
-    last_inference_ms: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def snapshot(self) -> dict[str, Any]:
-        with self.lock:
-            return {
-                "last_inference": self.last_inference_ms,
-                "inference_count": self.rows,
-                "execution_count": self.runs,
-                "success": self.success.to_dict(),
-                "fail": self.fail.to_dict(),
-                "queue": self.queue.to_dict(),
-                "compute": {
-                    stage: Tally(self.computed, seconds).to_dict()
-                    for stage, seconds in self.compute_seconds.items()
-                },
-                "batches": {rows: tally.to_dict() for rows, tally in sorted(self.batches.items())},
-            }
-
-
-_statistics: dict[tuple[str, str], ModelStatistics] = {}
-_statistics_lock = threading.Lock()
-
-
-def statistics_of(model_name: str, version: str) -> ModelStatistics:
-    """The statistics of a model version (created at zero on first use, like a series)."""
-    with _statistics_lock:
-        return _statistics.setdefault((model_name, version), ModelStatistics())
-
-
 class Stage:
     """A stage's histogram child and its statistics, observed together."""
 
@@ -345,12 +281,16 @@ def kserve_predict_histogram() -> Histogram:
 def refresh_gpu_memory() -> None:
     """Read GPU memory just before a scrape; a no-op without a CUDA device.
 
-    Only through a torch already loaded (a Torch model is served): importing
-    torch here took seconds on the event loop at the first scrape, during
-    which nothing else was answered, and 200 MiB for a server of ONNX models.
+    The driver is asked first (predictors.runtimes.cuda, cached): without a
+    GPU, torch is never imported here. It used to be at the first scrape,
+    taking seconds on the event loop, during which nothing else was answered,
+    and 200 MiB for a server of ONNX models.
     """
-    torch = sys.modules.get("torch")
-    if torch is None or not torch.cuda.is_available():
+    if cuda_devices()[0] == 0:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
         return
     for index in range(torch.cuda.device_count()):
         free, total = torch.cuda.mem_get_info(index)

@@ -35,6 +35,7 @@ LAYERS: dict[str, int] = {
     "predictors.batching": 2,
     "predictors.runtimes": 2,
     "predictors.metrics": 2,
+    "predictors.model_statistics": 2,
     "predictors.model": 2,
     "predictors.export": 2,
     "predictors.training": 2,

@@ -74,6 +74,6 @@ def test_asking_for_cuda_without_a_gpu_fails_the_model_clearly(tmp_path) -> None
             if meta["parameters"]["state"] != "LOADING":
                 break
         assert meta["parameters"]["state"] == "FAILED"
-        assert "torch sees no CUDA device" in meta["parameters"]["error"]
+        assert "device cuda was asked for, but" in meta["parameters"]["error"]
     finally:
         server.stop()

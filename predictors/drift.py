@@ -33,18 +33,19 @@ feature, how many rows had x >= e. That is one comparison of the batch
 against all cut points at once, one sum over the rows and one addition into
 the counters: no per-feature loop, no index arithmetic, no `bincount` array.
 Bin counts are differences of survival counts, taken at scrape time. A
-request of one row of at most PYTHON_COLUMNS columns, the most common
-batch, is instead binned in Python (`bisect` on each column's cut points
-into a flat list of counts): each numpy call has a fixed dispatch cost,
-which at one row is all there is. Timed inside a served wine model (13
-columns, gRPC, batch 1, a loaded 2-CPU machine), the Python path took 23 us
-of CPU per request and the two numpy calls 36 us; in a tight loop 7 us and
-10 us. Past about 48 columns numpy wins again, hence the limit. Every
-buffer is allocated when the model loads (the counters, a boolean scratch of
-CHUNK_ROWS rows, the per-row summaries); a larger batch is counted in
-chunks. The sums over rows are taken in uint8, which is why a chunk holds at
-most 255 rows. A lock makes counting
-and reading safe from several run threads; it is held for microseconds.
+request of one row with at most PYTHON_COLUMNS features, the most common
+batch, is instead binned in Python (`bisect` on each feature's cut points
+into a flat list of counts; an image's summaries take two numpy calls, then
+Python floats): each numpy call has a fixed dispatch cost, which at one row
+is all there is. Timed inside a served model (gRPC, batch 1, a loaded 2-CPU
+machine), wine's 13 columns took 25 us of CPU per request this way and 36 us
+through the two numpy calls of the batch path; digits' 8x8 summaries 74 us
+(in a tight loop: 5, 10 and 17 us). Past about 48 columns numpy wins again,
+hence the limit. Every buffer is allocated when the model loads (the
+counters, a boolean scratch of CHUNK_ROWS rows, the per-row summaries); a
+larger batch is counted in chunks. The sums over rows are taken in uint8,
+which is why a chunk holds at most 255 rows. A lock makes counting and
+reading safe from several run threads; it is held for microseconds.
 
 **Window.** A ring of WINDOW_SLOTS counters of SLOT_SECONDS each (30 x 60 s):
 counting adds to the slot of the current minute, clearing it first when it
@@ -91,7 +92,7 @@ ROWS_PER_BIN = 30
 MIN_ROWS = 2 * ROWS_PER_BIN
 #: rows counted per pass; the sums over rows are uint8, so at most 255
 CHUNK_ROWS = 255
-#: one-row requests of at most this many columns are binned in Python (see "Counting")
+#: one-row requests of at most this many features are binned in Python (see "Counting")
 PYTHON_COLUMNS = 32
 SLOT_SECONDS = 60.0
 WINDOW_SLOTS = 30
@@ -374,7 +375,7 @@ def _features(data: np.ndarray, layout: Layout) -> np.ndarray:
     """[rows, features] in float64: the columns, or the per-row summaries (as counted live)."""
     if layout.kind == COLUMNS:
         return data.reshape(len(data), layout.width).astype(np.float64)
-    return _Summariser(layout.width, len(data), data.dtype)(data).astype(np.float64)
+    return _Summariser(layout.width, len(data), data.dtype)(data).copy()
 
 
 def _feature_profile(name: str, values: np.ndarray, dtype: np.dtype) -> FeatureProfile:
@@ -403,40 +404,63 @@ class _Summariser:
     """Per-row mean and standard deviation of each channel, in preallocated rows.
 
     The rows are [means of the channels, standard deviations of the
-    channels]: the feature order of a `channels` profile. float32 and float64
-    inputs are summed in their own type (no cast, so no copy of the batch:
+    channels]: the feature order of a `channels` profile. Sums are taken in
+    float32 or float64 inputs' own type (no cast, so no copy of the batch:
     `np.add.reduce` and `np.vecdot` read it in place); integer and float16
     inputs are summed in float64, a cast numpy makes through its fixed-size
-    buffers, since uint8 sums of squares overflow at once.
+    buffers, since uint8 sums of squares overflow at once. The rest is
+    float64, and `one` does it in Python for a one-row batch with the same
+    operations in the same order, so both give the same bits.
     """
 
     def __init__(self, channels: int, rows: int, dtype: np.dtype) -> None:
         self.channels = channels
         self._in_place = dtype in (np.dtype(np.float32), np.dtype(np.float64))
         accumulator = dtype if self._in_place else np.dtype(np.float64)
-        self._stats = np.empty((rows, 2, channels), dtype=accumulator)
-        self._squared_means = np.empty((rows, channels), dtype=accumulator)
+        self._sums = np.empty((rows, 2, channels), dtype=accumulator)
+        self._stats = np.empty((rows, 2, channels))
+        self._squared_means = np.empty((rows, channels))
+
+    def _sum(self, data: np.ndarray) -> tuple[np.ndarray, float]:
+        m = len(data)
+        grouped = data.reshape(m, self.channels, -1)
+        sums = self._sums[:m]
+        # An infinite pixel gives inf - inf somewhere: NaN, counted in the lowest
+        # bin, not a warning in the server's log for every such request.
+        with np.errstate(invalid="ignore", over="ignore"):
+            if self._in_place:
+                np.add.reduce(grouped, axis=2, out=sums[:, 0])
+                np.vecdot(grouped, grouped, out=sums[:, 1])
+            else:
+                np.add.reduce(grouped, axis=2, dtype=np.float64, out=sums[:, 0])
+                np.einsum("ijk,ijk->ij", grouped, grouped, out=sums[:, 1], dtype=np.float64)
+        return sums, 1.0 / max(grouped.shape[2], 1)
 
     def __call__(self, data: np.ndarray) -> np.ndarray:
-        """[rows, 2 x channels]: a view of the summariser's own rows."""
-        m, c = len(data), self.channels
-        grouped = data.reshape(m, c, -1)
+        """[rows, 2 x channels] in float64: a view of the summariser's own rows."""
+        sums, inverse = self._sum(data)
+        m = len(sums)
         stats = self._stats[:m]
         means, spreads = stats[:, 0], stats[:, 1]
-        if self._in_place:
-            np.add.reduce(grouped, axis=2, out=means)
-            np.vecdot(grouped, grouped, out=spreads)
-        else:
-            np.add.reduce(grouped, axis=2, dtype=np.float64, out=means)
-            np.einsum("ijk,ijk->ij", grouped, grouped, out=spreads, dtype=np.float64)
         # Means and means of squares, then sqrt(max(E[x^2] - E[x]^2, 0)).
-        np.multiply(stats, 1.0 / max(grouped.shape[2], 1), out=stats)
-        squared = self._squared_means[:m]
-        np.multiply(means, means, out=squared)
-        np.subtract(spreads, squared, out=spreads)
-        np.maximum(spreads, 0.0, out=spreads)
-        np.sqrt(spreads, out=spreads)
-        return stats.reshape(m, 2 * c)
+        # In float64 (a Python float would be weak and keep float32 sums in float32).
+        with np.errstate(invalid="ignore", over="ignore"):
+            np.multiply(sums, inverse, out=stats, dtype=np.float64)
+            squared = self._squared_means[:m]
+            np.multiply(means, means, out=squared)
+            np.subtract(spreads, squared, out=spreads)
+            np.maximum(spreads, 0.0, out=spreads)
+            np.sqrt(spreads, out=spreads)
+        return stats.reshape(m, 2 * self.channels)
+
+    def one(self, data: np.ndarray) -> list[float]:
+        """The same for a batch of one row, as a list: two numpy calls, then Python floats."""
+        sums, inverse = self._sum(data)
+        totals, squares = sums[0].tolist()
+        means = [t * inverse for t in totals]
+        spreads = [q * inverse - mean * mean for q, mean in zip(squares, means, strict=True)]
+        # max(v, 0) as np.maximum has it, NaN included (NaN then lands in the lowest bin).
+        return means + [math.sqrt(v) if v > 0 else 0.0 for v in spreads]
 
 
 @dataclass(frozen=True)
@@ -488,7 +512,7 @@ class _InputCounter:
         self._summarise: _Summariser | None = None
         if layout.kind == CHANNELS:
             self._summarise = _Summariser(layout.width, CHUNK_ROWS, spec.dtype)
-        self._in_python = layout.kind == COLUMNS and features <= PYTHON_COLUMNS
+        self._in_python = features <= PYTHON_COLUMNS
 
     def clear(self, slot: int) -> None:
         self.slot_survivors[slot].fill(0)
@@ -500,9 +524,8 @@ class _InputCounter:
         self.rows[slot] += rows
         if rows == 1 and self._in_python:
             flat = self.row_bins[slot]
-            for cuts, offset, value in zip(
-                self._cuts_py, self._offsets, batch.ravel().tolist(), strict=True
-            ):
+            row = self._summarise.one(batch) if self._summarise else batch.ravel().tolist()
+            for cuts, offset, value in zip(self._cuts_py, self._offsets, row, strict=True):
                 # NaN (value != value) lands in the lowest bin, as in the batch path.
                 flat[offset + (bisect.bisect_right(cuts, value) if value == value else 0)] += 1
             return

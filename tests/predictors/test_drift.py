@@ -137,20 +137,30 @@ def test_live_counting_bins_each_row_as_training_did(batch: int) -> None:
         assert max(window.psi.values()) < 1e-9, (spec.name, window.psi)
 
 
-@pytest.mark.parametrize(("datatype", "columns"), [("FP32", 13), ("FP32", 40), ("INT64", 5)])
-def test_one_row_requests_and_batches_land_in_the_same_bins(datatype: str, columns: int) -> None:
+@pytest.mark.parametrize(
+    ("datatype", "shape"),
+    [("FP32", (13,)), ("FP32", (40,)), ("INT64", (5,)), ("FP32", (3, 5, 5)), ("UINT8", (2, 7, 7))],
+)
+def test_one_row_requests_and_batches_land_in_the_same_bins(
+    datatype: str, shape: tuple[int, ...]
+) -> None:
     """One-row requests are binned in Python, batches in numpy: the bins must be the same,
-    for values equal to a cut point, NaN and infinities too."""
-    spec = TensorSpec("x", datatype, (-1, columns))
+    for values equal to a cut point, NaN and infinities too (columns and image summaries)."""
+    spec = TensorSpec("x", datatype, (-1, *shape))
     rng = np.random.default_rng(1)
-    train = rng.integers(0, 20, size=(300, columns)).astype(spec.dtype)
+    # Ties at cut points for columns (integers); rounding in the summaries of images
+    # (25 and 49 pixels, uneven values), where both paths must round alike.
+    draw = rng.integers if spec.dtype.kind != "f" or len(shape) == 1 else rng.uniform
+    train = draw(0, 20, size=(300, *shape)).astype(spec.dtype)
     profile = build_profile({"x": train}, [spec], "synthetic")
-    live = rng.integers(-2, 23, size=(200, columns)).astype(spec.dtype)
+    # Training rows again (their values are the cut points), and new ones.
+    live = np.concatenate([train[:100], draw(0, 23, size=(100, *shape))]).astype(spec.dtype)
     if spec.dtype.kind == "f":
-        live[::7, 0], live[::11, 1], live[::13, 2] = np.nan, np.inf, -np.inf
+        flat = live.reshape(len(live), -1)
+        flat[::7, 0], flat[::11, 1], flat[::13, 2] = np.nan, np.inf, -np.inf
     one_by_one, batched = DriftMonitor(profile, [spec]), DriftMonitor(profile, [spec])
     for row in live:
-        one_by_one.count({"x": row[None, :]})
+        one_by_one.count({"x": row[None]})
     batched.count({"x": live})
     assert one_by_one.snapshot() == batched.snapshot()
 

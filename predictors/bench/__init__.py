@@ -19,7 +19,9 @@ From those it reports, each figure a ratio from the same run (figures.py):
   gRPC p50 <= in-process + 1 ms;
 - one server per model: idle RSS <= 200 MiB, cold start to ready <= 2 s;
 - per model, whether batching pays: on over off at the highest concurrency,
-  which `--record-batching` writes into metadata.json for `--batching model`.
+  which `--record-batching` writes into metadata.json for `--batching model`;
+- what drift counting costs: server CPU per request of each profiled model
+  next to its twin without a profile, and the counting timed in process.
 
 - settings.py       arguments and BenchSettings (imports nothing heavy)
 - compute_model.py  the CNN, built and stored at bench time
@@ -29,6 +31,7 @@ From those it reports, each figure a ratio from the same run (figures.py):
 - measure.py        closed-loop callers, samples, CPU and batch counters; the Cell record
 - clients.py        tritonclient's asyncio clients over gRPC and HTTP; /metrics
 - figures.py        ratios, the batching decision (and --record-batching), the figures
+- drift_cost.py     the cost of drift counting: twins without a profile, in-process timing
 - report.py         the table and the figures for people; CSV and JSON
 - run.py            one run: store, servers, every cell, the report
 """

@@ -10,6 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from predictors.bench.drift_cost import print_drift_cost
 from predictors.bench.figures import BATCHING_HELPS
 from predictors.bench.measure import KSERVE, RAW, SERVED
 from predictors.bench.settings import BenchSettings
@@ -150,6 +151,7 @@ def print_report(report: dict[str, Any], console: Any) -> None:
             f"  recorded in {entry['model']}:{entry['version']}/metadata.json: "
             f"enabled {str(entry['enabled']).lower()}"
         )
+    print_drift_cost(report, console)
 
     console.print()
     console.print("[bold]figures[/] (issue 15), each from this run:")

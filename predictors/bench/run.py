@@ -16,6 +16,13 @@ from typing import Any
 from predictors.bench.baseline import start_kserve_baseline
 from predictors.bench.clients import measure_served
 from predictors.bench.compute_model import bench_store
+from predictors.bench.drift_cost import (
+    add_unprofiled_twins,
+    alternate,
+    in_process_costs,
+    served_costs,
+    twin_cells,
+)
 from predictors.bench.figures import acceptance, add_ratios, batching_decisions, record_batching
 from predictors.bench.inputs import load_inputs
 from predictors.bench.measure import KSERVE, RAW, SERVED, Cell, combine, measure_raw
@@ -46,12 +53,10 @@ def _serve_args(settings: BenchSettings, batching: str, models: list[str]) -> li
 
 @contextmanager
 def local_server(
-    store: Path, settings: BenchSettings, batching: str, log_dir: Path
+    store: Path, settings: BenchSettings, batching: str, log_dir: Path, models: list[str]
 ) -> Iterator[LocalServer]:
     # Not waited for here: the servers load their models at the same time.
-    server = start_local_server(
-        store, log_dir, *_serve_args(settings, batching, settings.models), wait=None
-    )
+    server = start_local_server(store, log_dir, *_serve_args(settings, batching, models), wait=None)
     try:
         yield server
     finally:
@@ -103,13 +108,19 @@ def scrape(server: LocalServer) -> None:
         response.read()
 
 
-def plan(settings: BenchSettings, engines: dict[str, str], kserve_models: list[str]) -> list[Cell]:
+def plan(
+    settings: BenchSettings,
+    engines: dict[str, str],
+    kserve_models: list[str],
+    twins: dict[str, str] | None = None,
+) -> list[Cell]:
     """Every cell of one round, interleaved: per model and concurrency, the in-process
-    runtime, then each protocol's modelplane servers and KServe predictor, back to back.
+    runtime, then each protocol's modelplane servers, the model's twin without a
+    drift profile (drift_cost.py) and KServe predictor, back to back.
 
     So the figures that are compared (served over in-process, modelplane over
-    KServe, batching on over off) are measured seconds apart, not minutes: a
-    shared machine's speed drifts less in between.
+    KServe, batching on over off, with a profile over without) are measured
+    seconds apart, not minutes: a shared machine's speed drifts less in between.
     """
     modes = ["on", "off"] if settings.unbatched else ["on"]
     cells = []
@@ -117,7 +128,10 @@ def plan(settings: BenchSettings, engines: dict[str, str], kserve_models: list[s
         for c in settings.concurrency:
             cells.append(Cell(name, RAW, engines[name], "in-process", "-", c))
             for protocol in settings.protocols:
-                cells += [Cell(name, SERVED, engines[name], protocol, m, c) for m in modes]
+                for m in modes:
+                    cells.append(Cell(name, SERVED, engines[name], protocol, m, c))
+                    if m == "on":  # the twin right after: the pair is compared
+                        cells += twin_cells(name, twins or {}, engines[name], protocol, c)
                 if name in kserve_models:
                     cells.append(Cell(name, KSERVE, "onnxruntime", protocol, "-", c))
     return cells
@@ -149,7 +163,13 @@ def run(settings: BenchSettings, console: Any) -> dict[str, Any]:
         onnx_models = [n for n in settings.models if metas[n].format == "onnx"]
         kserve_models = onnx_models if settings.kserve else []
         modes = ["on", "off"] if settings.unbatched else ["on"]
-        cells = plan(settings, engines, kserve_models)
+        twins = (
+            add_unprofiled_twins(store, settings.models, metas, model_dirs)
+            if settings.drift
+            else {}
+        )
+        inputs.update({twin: inputs[name] for twin, name in twins.items()})
+        cells = plan(settings, engines, kserve_models, twins)
         per_cell = settings.warmup + settings.duration
         console.print(
             f"{len(cells)} cells x {settings.rounds} round(s) of {settings.duration:g}s "
@@ -179,8 +199,9 @@ def run(settings: BenchSettings, console: Any) -> dict[str, Any]:
         # The load servers start (and load) at once, then are driven one at a
         # time; an idle server costs memory, not CPU.
         progress.update(task, description="starting servers")
+        served = {"on": [*settings.models, *twins], "off": settings.models}
         servers = {
-            mode: stack.enter_context(local_server(store, settings, mode, log_dir))
+            mode: stack.enter_context(local_server(store, settings, mode, log_dir, served[mode]))
             for mode in modes
         }
         baselines = {
@@ -197,7 +218,7 @@ def run(settings: BenchSettings, console: Any) -> dict[str, Any]:
             # The first scrape's one-time cost stays out of the first cell.
             scrape(server)
             servers_idle.append(
-                {"server": f"modelplane --batching {mode}", "models": len(settings.models),
+                {"server": f"modelplane --batching {mode}", "models": len(served[mode]),
                  "idle_rss_mib": idle, "scraped_rss_mib": idle_rss_mib(server)}
             )  # fmt: skip
         for name, server in baselines.items():
@@ -211,7 +232,7 @@ def run(settings: BenchSettings, console: Any) -> dict[str, Any]:
 
         async def drive_all() -> None:
             for round_ in range(settings.rounds):
-                for template in cells:
+                for template in alternate(cells, twins, round_):
                     cell = replace(template)
                     progress.update(
                         task,
@@ -234,9 +255,17 @@ def run(settings: BenchSettings, console: Any) -> dict[str, Any]:
                     progress.advance(task)
 
         asyncio.run(drive_all())
+        progress.update(task, description="drift counting in process")
+        counting = in_process_costs(
+            {name: metas[name] for name in settings.models if settings.drift},
+            inputs,
+            settings.max_batch_size,
+        )
         progress.update(task, description="done")
 
-    results = [combine(rounds) for rounds in measured.values()]
+    combined = [combine(rounds) for rounds in measured.values()]
+    # The twins' cells are the drift comparison's, not models of the table.
+    results = [c for c in combined if c.model not in twins]
     add_ratios(results)
     decisions = batching_decisions(results, settings)
     recorded = record_batching(decisions, settings) if settings.record_batching else []
@@ -249,6 +278,10 @@ def run(settings: BenchSettings, console: Any) -> dict[str, Any]:
         "batching_decisions": decisions,
         "batching_recorded": recorded,
         "acceptance": acceptance(results, startup, metas, decisions, settings),
+        "drift_cost": {
+            "served": served_costs(combined, twins),
+            "in_process": counting,
+        },
     }
 
 

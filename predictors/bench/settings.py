@@ -73,6 +73,13 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         help="skip starting one server per model for cold start and idle memory",
     )
     parser.add_argument(
+        "--no-drift",
+        dest="drift",
+        action="store_false",
+        help="skip the drift counting cost: the twins without a drift profile, served beside "
+        "each profiled model, and the in-process timing of the counting",
+    )
+    parser.add_argument(
         "--record-batching",
         dest="record_batching",
         action="store_true",
@@ -111,6 +118,7 @@ class BenchSettings:
     unbatched: bool
     kserve: bool
     startup: bool
+    drift: bool
     record_batching: bool
     serve_args: list[str]
     csv: Path | None
@@ -154,6 +162,7 @@ class BenchSettings:
             unbatched=args.unbatched,
             kserve=args.kserve,
             startup=args.startup,
+            drift=args.drift,
             record_batching=args.record_batching,
             serve_args=list(args.serve_args),
             csv=args.csv,

@@ -173,6 +173,30 @@ def test_batching_decision_is_recorded_in_the_store(bench_run: dict) -> None:
     assert verify(store / MODEL / "1", ModelMetadata.read(store / MODEL / "1")) == []
 
 
+def test_drift_counting_cost_is_reported_with_and_without_a_profile(bench_run: dict) -> None:
+    """wine-onnx carries a drift profile, the bench's CNN none: only wine has a cost, measured
+    served (next to its twin without a profile, same server) and in process."""
+    report = bench_run["report"]
+    served = {
+        (e["model"], e["protocol"], e["concurrency"]): e for e in report["drift_cost"]["served"]
+    }
+    assert set(served) == {(MODEL, p, c) for p in PROTOCOLS for c in CONCURRENCY}
+    for entry in served.values():
+        assert entry["server_cpu_us_with"] > 0 and entry["server_cpu_us_without"] > 0
+        assert entry["server_cpu_us_difference"] == pytest.approx(
+            entry["server_cpu_us_with"] - entry["server_cpu_us_without"]
+        )
+        assert entry["throughput_with_over_without"] > 0
+    [counting] = report["drift_cost"]["in_process"]
+    assert counting["model"] == MODEL and counting["features"] == 13
+    assert counting["count_us_batch_1"] > 0 and counting["count_us_batch_n"] > 0
+    assert counting["scrape_us"] > 0
+    # The twin is the comparison's, not a model of the table or the figures.
+    assert {c["model"] for c in report["results"]} == set(MODELS)
+    assert "drift counting" in bench_run["stdout"]
+    assert f"{MODEL}     served grpc c=1: server CPU" in bench_run["stdout"]
+
+
 def test_machine_and_csv_are_recorded(bench_run: dict) -> None:
     report = bench_run["report"]
     assert report["machine"]["nproc"] >= 1

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from predictors import metrics
+from predictors.errors import ModelFailed
 from predictors.model import ServedModel
 from predictors.serving.repository import ModelRepository
 from predictors.serving.status import http_status
@@ -43,10 +44,15 @@ def inference(
     record = metrics.RequestRecord(protocol)
     start = time.perf_counter()
     model: ServedModel | None = None
+    # KServe's Model.__call__ times only `predict` (python/kserve/kserve/model.py,
+    # `with PREDICT_HIST_TIME...time()`): a request refused while decoding,
+    # shed or expired never reached it, one that failed inside it did.
+    reached_predict = False
     try:
         model = repository.resolve(name, version)
         record.served_by(model.name, model.version, model.series)
         yield model
+        reached_predict = True
     except asyncio.CancelledError:
         # The HTTP client hung up while its request waited: nobody to answer.
         record.status = "499"
@@ -54,10 +60,11 @@ def inference(
     except Exception as exc:
         # gRPC codes are counted as the HTTP status of the same error.
         record.status = str(http_status(exc))
+        reached_predict = isinstance(exc, ModelFailed)
         raise
     finally:
         seconds = time.perf_counter() - start
-        if model is not None:
+        if model is not None and reached_predict:
             metrics.kserve_predict_histogram().labels(model_name=model.name).observe(seconds)
         record.finish()
         if log_latency:

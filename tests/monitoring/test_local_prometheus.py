@@ -17,12 +17,28 @@ from tests.monitoring.support import LOCAL_PROMETHEUS, REPO, RULES, free_port, r
 def test_dry_run_prints_a_valid_config_and_starts_nothing(tmp_path: Path) -> None:
     workdir = tmp_path / "never-created"
     http_port, grpc_port, prometheus_port = free_port(), free_port(), free_port()
-    result = run([
-        "bash", str(LOCAL_PROMETHEUS), "--dry-run", "--workdir", str(workdir),
-        "--http-port", str(http_port), "--grpc-port", str(grpc_port),
-        "--prometheus-port", str(prometheus_port), "--scrape-interval", "2s",
-        "--models", "wine-onnx", "--modelplane", "modelplane",
-    ], cwd=REPO)
+    result = run(
+        [
+            "bash",
+            str(LOCAL_PROMETHEUS),
+            "--dry-run",
+            "--workdir",
+            str(workdir),
+            "--http-port",
+            str(http_port),
+            "--grpc-port",
+            str(grpc_port),
+            "--prometheus-port",
+            str(prometheus_port),
+            "--scrape-interval",
+            "2s",
+            "--models",
+            "wine-onnx",
+            "--modelplane",
+            "modelplane",
+        ],
+        cwd=REPO,
+    )
     assert result.returncode == 0, result.stderr
     assert not workdir.exists()
 
@@ -41,8 +57,18 @@ def test_dry_run_prints_a_valid_config_and_starts_nothing(tmp_path: Path) -> Non
 
     serve, prometheus = (shlex.split(line) for line in commands.strip().splitlines())
     assert serve == [
-        "modelplane", "serve", "--model-store", "model-store", "--host", "127.0.0.1",
-        "--http_port", str(http_port), "--grpc_port", str(grpc_port), "--models", "wine-onnx",
+        "modelplane",
+        "serve",
+        "--model-store",
+        "model-store",
+        "--host",
+        "127.0.0.1",
+        "--http_port",
+        str(http_port),
+        "--grpc_port",
+        str(grpc_port),
+        "--models",
+        "wine-onnx",
     ]
     assert f"--web.listen-address=127.0.0.1:{prometheus_port}" in prometheus
     assert f"--storage.tsdb.path={workdir}/data" in prometheus

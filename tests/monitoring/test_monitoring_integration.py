@@ -121,15 +121,24 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("local-prometheus")
     stack = Stack(free_port(), free_port(), free_port(), workdir, time.time())
     cmd = [
-        "bash", str(LOCAL_PROMETHEUS),
-        "--model-store", str(MODEL_STORE),
-        "--http-port", str(stack.http_port),
-        "--grpc-port", str(stack.grpc_port),
-        "--prometheus-port", str(stack.prometheus_port),
-        "--scrape-interval", f"{SCRAPE_INTERVAL_S}s",
-        "--workdir", str(workdir),
-        "--modelplane", executable,
-        "--ready-timeout", "90",
+        "bash",
+        str(LOCAL_PROMETHEUS),
+        "--model-store",
+        str(MODEL_STORE),
+        "--http-port",
+        str(stack.http_port),
+        "--grpc-port",
+        str(stack.grpc_port),
+        "--prometheus-port",
+        str(stack.prometheus_port),
+        "--scrape-interval",
+        f"{SCRAPE_INTERVAL_S}s",
+        "--workdir",
+        str(workdir),
+        "--modelplane",
+        executable,
+        "--ready-timeout",
+        "90",
     ]
     out = workdir / "local-prometheus.out"
     with out.open("wb") as sink:
@@ -174,11 +183,10 @@ def samples(text: str) -> dict[str, dict[Labels, float]]:
     return found
 
 
-def total(
-    snapshot: dict[str, dict[Labels, float]], name: str, **match: str
-) -> float:
+def total(snapshot: dict[str, dict[Labels, float]], name: str, **match: str) -> float:
     return sum(
-        value for labels, value in snapshot.get(name, {}).items()
+        value
+        for labels, value in snapshot.get(name, {}).items()
         if all(dict(labels).get(k) == v for k, v in match.items())
     )
 
@@ -312,15 +320,19 @@ def test_request_counts_on_metrics_are_exact(traffic: Traffic) -> None:
             continue
         got = traffic.delta(
             "modelplane_requests_total",
-            model_name=model, model_version=VERSION, protocol=protocol, status=status,
+            model_name=model,
+            model_version=VERSION,
+            protocol=protocol,
+            status=status,
         )
         assert got == count, (model, protocol, status)
     # Requests for a model that is not served count under their protocol and 404,
     # never under a served model's name.
     for protocol, count in UNKNOWN.items():
-        assert traffic.delta(
-            "modelplane_requests_total", protocol=protocol, status="404"
-        ) == count * ROUNDS
+        assert (
+            traffic.delta("modelplane_requests_total", protocol=protocol, status="404")
+            == count * ROUNDS
+        )
     # Nothing else was counted: no other status, no other model.
     assert traffic.delta("modelplane_requests_total") == sum(traffic.sent.requests.values())
 
@@ -445,8 +457,11 @@ def test_prometheus_holds_the_exact_request_counts(stack: Stack, traffic: Traffi
         selector = f'model_name="{model}", protocol="{protocol}", status="{status}"'
         [result] = stack.query(f"sum(modelplane_requests_total{{{selector}}})")
         baseline = total(
-            traffic.before, "modelplane_requests_total",
-            model_name=model, protocol=protocol, status=status,
+            traffic.before,
+            "modelplane_requests_total",
+            model_name=model,
+            protocol=protocol,
+            status=status,
         )
         assert float(result["value"][1]) - baseline == count
 
@@ -514,7 +529,5 @@ def test_recording_rules_yield_the_slow_share_per_model(stack: Stack, traffic: T
 
 
 def test_a_healthy_predictor_raises_no_alert(stack: Stack, traffic: Traffic) -> None:
-    active = [
-        (a["labels"]["alertname"], a["state"]) for a in stack.api("alerts")["alerts"]
-    ]
+    active = [(a["labels"]["alertname"], a["state"]) for a in stack.api("alerts")["alerts"]]
     assert active == []

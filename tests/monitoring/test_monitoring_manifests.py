@@ -73,8 +73,12 @@ def test_generated_copies_match_their_sources() -> None:
 
 
 def test_sync_check_reports_drift_and_sync_repairs_it(tmp_path: Path) -> None:
-    for rel in ("scripts/sync-monitoring", "manifests/monitoring", "charts/modelplane/templates",
-                "charts/modelplane/files"):
+    for rel in (
+        "scripts/sync-monitoring",
+        "manifests/monitoring",
+        "charts/modelplane/templates",
+        "charts/modelplane/files",
+    ):
         src, dst = REPO / rel, tmp_path / rel
         if src.is_dir():
             shutil.copytree(src, dst)
@@ -89,17 +93,20 @@ def test_sync_check_reports_drift_and_sync_repairs_it(tmp_path: Path) -> None:
 
     drift = run([sys.executable, str(copy), "--check"])
     assert drift.returncode == 1
-    for rel in ("manifests/monitoring/prometheusrule.yaml",
-                "charts/modelplane/templates/monitoring/prometheusrule.yaml",
-                "charts/modelplane/files/dashboards/modelplane.json"):
+    for rel in (
+        "manifests/monitoring/prometheusrule.yaml",
+        "charts/modelplane/templates/monitoring/prometheusrule.yaml",
+        "charts/modelplane/files/dashboards/modelplane.json",
+    ):
         assert f"out of date: {rel}" in drift.stderr
 
     assert run([sys.executable, str(copy)]).returncode == 0
     assert run([sys.executable, str(copy), "--check"]).returncode == 0
     generated = yaml.safe_load((tmp_path / "manifests/monitoring/prometheusrule.yaml").read_text())
     assert "for: 11m" not in yaml.safe_dump(source_groups())
-    assert any(rule.get("for") == "11m" for group in generated["spec"]["groups"]
-               for rule in group["rules"])
+    assert any(
+        rule.get("for") == "11m" for group in generated["spec"]["groups"] for rule in group["rules"]
+    )
 
 
 # --- kustomize -------------------------------------------------------------
@@ -186,9 +193,7 @@ def helm_render(values: dict[str, Any]) -> list[Manifest]:
     helm = pytest.importorskip("helm_python", reason="helm-python-sdk (test extra) not installed")
     config = helm.Config(storage_driver="memory", namespace=NAMESPACE)
     try:
-        release = config.install(
-            str(CHART), RELEASE, values, namespace=NAMESPACE, dry_run="client"
-        )
+        release = config.install(str(CHART), RELEASE, values, namespace=NAMESPACE, dry_run="client")
     finally:
         config.close()
     return [doc for doc in yaml.safe_load_all(str(release["manifest"])) if doc]
@@ -199,7 +204,8 @@ MONITORING_KINDS = {"PodMonitor", "PrometheusRule"}
 
 def monitoring_objects(docs: list[Manifest]) -> list[Manifest]:
     return [
-        doc for doc in docs
+        doc
+        for doc in docs
         if doc["kind"] in MONITORING_KINDS
         or doc["metadata"].get("labels", {}).get("grafana_dashboard") == "1"
     ]
@@ -212,7 +218,10 @@ def test_chart_renders_no_monitoring_objects_by_default() -> None:
 def test_chart_renders_the_same_objects_as_kustomize(kustomized: list[Manifest]) -> None:
     docs = monitoring_objects(helm_render({"monitoring": {"enabled": True}}))
     assert sorted(doc["kind"] for doc in docs) == [
-        "ConfigMap", "PodMonitor", "PodMonitor", "PrometheusRule",
+        "ConfigMap",
+        "PodMonitor",
+        "PodMonitor",
+        "PrometheusRule",
     ]
     for doc in docs:
         assert doc["metadata"]["namespace"] == NAMESPACE
@@ -239,17 +248,26 @@ def test_chart_renders_the_same_objects_as_kustomize(kustomized: list[Manifest])
 
 
 def test_chart_monitoring_values_switch_and_label_objects() -> None:
-    docs = monitoring_objects(helm_render({"monitoring": {
-        "enabled": True,
-        "podMonitor": {
-            "interval": "30s",
-            "labels": {"release": "kube-prometheus-stack"},
-            "namespaceSelector": {"any": True},
-        },
-        "queueProxy": {"enabled": False},
-        "prometheusRule": {"labels": {"release": "kube-prometheus-stack"}},
-        "dashboard": {"namespace": "grafana", "annotations": {"grafana_folder": "modelplane"}},
-    }}))
+    docs = monitoring_objects(
+        helm_render(
+            {
+                "monitoring": {
+                    "enabled": True,
+                    "podMonitor": {
+                        "interval": "30s",
+                        "labels": {"release": "kube-prometheus-stack"},
+                        "namespaceSelector": {"any": True},
+                    },
+                    "queueProxy": {"enabled": False},
+                    "prometheusRule": {"labels": {"release": "kube-prometheus-stack"}},
+                    "dashboard": {
+                        "namespace": "grafana",
+                        "annotations": {"grafana_folder": "modelplane"},
+                    },
+                }
+            }
+        )
+    )
     [monitor] = by_kind(docs, "PodMonitor")
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     assert monitor["spec"]["namespaceSelector"] == {"any": True}
@@ -261,7 +279,16 @@ def test_chart_monitoring_values_switch_and_label_objects() -> None:
     assert configmap["metadata"]["annotations"] == {"grafana_folder": "modelplane"}
 
     off = {"enabled": False}
-    docs = monitoring_objects(helm_render({"monitoring": {
-        "enabled": True, "podMonitor": off, "prometheusRule": off, "dashboard": off,
-    }}))
+    docs = monitoring_objects(
+        helm_render(
+            {
+                "monitoring": {
+                    "enabled": True,
+                    "podMonitor": off,
+                    "prometheusRule": off,
+                    "dashboard": off,
+                }
+            }
+        )
+    )
     assert docs == []

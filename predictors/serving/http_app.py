@@ -44,45 +44,14 @@ def create_app(
     if access_log_format:
         app.add_middleware(AccessLog, fmt=access_log_format)
 
-    add_triton_extensions(app, repository)
-
     @app.exception_handler(ServingError)
     async def serving_error(request: Request, exc: ServingError) -> Response:
         return _error(exc)
 
-    @app.get("/")
-    @app.get("/v2/health/live")
-    async def live() -> Response:
-        return _json({"live": True})
-
-    @app.get("/v2/health/ready")
-    async def ready() -> Response:
-        is_ready = repository.server_ready()
-        return _json({"ready": is_ready}, 200 if is_ready else 503)
-
-    @app.get("/v2")
-    async def server_metadata() -> Response:
-        return _json(repository.server_metadata())
-
-    @app.get("/v2/models")
-    async def list_models() -> Response:
-        return _json({"models": sorted(repository.versions)})
-
-    @app.get("/v2/models/{name}")
-    @app.get("/v2/models/{name}/versions/{version}")
-    async def model_metadata(name: str, version: str | None = None) -> Response:
-        model = repository.resolve(name, version)
-        return _json(model.v2_metadata(repository.version_list(name)))
-
-    @app.get("/v2/models/{name}/ready")
-    @app.get("/v2/models/{name}/versions/{version}/ready")
-    async def model_ready(name: str, version: str | None = None) -> Response:
-        model = repository.resolve(name, version)
-        doc = {"name": name, "version": model.version, "ready": model.ready}
-        if model.error:
-            doc["error"] = model.error
-        return _json(doc, 200 if model.ready else 503)
-
+    # Starlette tries routes in order, a regex match each: the one every
+    # request takes comes first, then the probes the kubelet sends; the Triton
+    # extensions go before `/v2/models/{name}`, which would take
+    # `/v2/models/stats`.
     @app.post("/v2/models/{name}/infer")
     @app.post("/v2/models/{name}/versions/{version}/infer")
     async def infer(name: str, request: Request, version: str | None = None) -> Response:
@@ -113,6 +82,41 @@ def create_app(
             media_type="application/octet-stream",
             headers={"Inference-Header-Content-Length": str(json_length)},
         )
+
+    @app.get("/")
+    @app.get("/v2/health/live")
+    async def live() -> Response:
+        return _json({"live": True})
+
+    @app.get("/v2/health/ready")
+    async def ready() -> Response:
+        is_ready = repository.server_ready()
+        return _json({"ready": is_ready}, 200 if is_ready else 503)
+
+    add_triton_extensions(app, repository)
+
+    @app.get("/v2")
+    async def server_metadata() -> Response:
+        return _json(repository.server_metadata())
+
+    @app.get("/v2/models")
+    async def list_models() -> Response:
+        return _json({"models": sorted(repository.versions)})
+
+    @app.get("/v2/models/{name}")
+    @app.get("/v2/models/{name}/versions/{version}")
+    async def model_metadata(name: str, version: str | None = None) -> Response:
+        model = repository.resolve(name, version)
+        return _json(model.v2_metadata(repository.version_list(name)))
+
+    @app.get("/v2/models/{name}/ready")
+    @app.get("/v2/models/{name}/versions/{version}/ready")
+    async def model_ready(name: str, version: str | None = None) -> Response:
+        model = repository.resolve(name, version)
+        doc = {"name": name, "version": model.version, "ready": model.ready}
+        if model.error:
+            doc["error"] = model.error
+        return _json(doc, 200 if model.ready else 503)
 
     add_v1_routes(app, repository, log_latency, limits)
 

@@ -21,7 +21,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
@@ -196,14 +195,6 @@ class Stage:
             elif self._name != "inference":
                 statistics.compute_seconds[self._name] += seconds
 
-    @contextmanager
-    def time(self) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.observe(time.perf_counter() - start)
-
 
 #: requests whose queue wait this thread reported since its last model run
 _batch_requests = threading.local()
@@ -233,18 +224,17 @@ class ModelSeries:
             for stage in ("queued", "completed")
         }
         self.queued = QUEUE.labels(model_name, version)
+        self.model_name = model_name
+        # Created on first use (kserve_predict_histogram says why).
+        self._kserve_predict: Any = None
 
-    @contextmanager
-    def batch(self, rows: int) -> Iterator[None]:
-        """Time one model run of `rows` rows; a run that raises is not counted."""
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            # Without batching no queue is reported: the run is one request's.
-            requests = max(1, getattr(_batch_requests, "count", 0))
-            _batch_requests.count = 0
-        seconds = time.perf_counter() - start
+    def ran(self, rows: int, seconds: float | None) -> None:
+        """One model run of `rows` rows took `seconds`; None: it raised, and is not counted."""
+        # Without batching no queue is reported: the run is one request's.
+        requests = max(1, getattr(_batch_requests, "count", 0))
+        _batch_requests.count = 0
+        if seconds is None:
+            return
         self.batch_size.observe(rows)
         self.stage["inference"].observe(seconds)
         statistics = self.statistics
@@ -253,6 +243,12 @@ class ModelSeries:
             statistics.runs += 1
             statistics.batches.setdefault(rows, Tally()).add(seconds)
             statistics.compute_seconds["inference"] += seconds * requests
+
+    def kserve_predict(self) -> Any:
+        """KServe's request_predict_seconds child for this model, looked up once."""
+        if self._kserve_predict is None:
+            self._kserve_predict = kserve_predict_histogram().labels(model_name=self.model_name)
+        return self._kserve_predict
 
 
 _kserve_predict: Histogram | None = None

@@ -117,7 +117,6 @@ class InferenceServicer(TritonExtensionsServicer):
                             model.name, model.version, req, shm.write_outputs(req, outputs)
                         ),
                         caller,
-                        admitted=True,
                     )
         except Exception as exc:
             _abort(context, exc)

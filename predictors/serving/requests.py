@@ -65,7 +65,7 @@ def inference(
     finally:
         seconds = time.perf_counter() - start
         if model is not None and reached_predict:
-            metrics.kserve_predict_histogram().labels(model_name=model.name).observe(seconds)
+            model.series.kserve_predict().observe(seconds)
         record.finish()
         if log_latency:
             trace_log.info(

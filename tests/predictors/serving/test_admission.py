@@ -128,6 +128,34 @@ def test_expired_requests_are_dropped_before_they_run(server: Server) -> None:
     assert grpc.StatusCode.DEADLINE_EXCEEDED in codes
 
 
+def test_an_expired_request_is_counted_once_per_protocol(server: Server) -> None:
+    """A 1 µs `timeout` has passed by the time the request is decoded: one 504 (or
+    DEADLINE_EXCEEDED) and one count in modelplane_expired_requests_total each."""
+    from tritonclient.grpc import InferenceServerClient, InferInput
+
+    def expired(protocol: str) -> float:
+        return metric(
+            server, "modelplane_expired_requests_total", protocol=protocol, stage="queued"
+        )
+
+    before = expired("http")
+    answer = httpx.post(f"http://{server.http_url}/v2/models/slow/infer", json=body(1))
+    assert answer.status_code == 504
+    assert expired("http") - before == 1
+
+    before = expired("grpc")
+    client = InferenceServerClient(server.grpc_url)
+    inp = InferInput("x", [1, WIDTH], "FP32")
+    inp.set_data_from_numpy(np.full((1, WIDTH), 0.5, np.float32))
+    try:
+        with pytest.raises(InferenceServerException) as refused:
+            client.infer("slow", [inp], timeout=1)
+    finally:
+        client.close()
+    assert refused.value.status() == "StatusCode.DEADLINE_EXCEEDED"
+    assert expired("grpc") - before == 1
+
+
 def test_a_bad_timeout_parameter_is_a_400(server: Server) -> None:
     answer = httpx.post(f"http://{server.http_url}/v2/models/slow/infer", json=body(-5))
     assert answer.status_code == 400

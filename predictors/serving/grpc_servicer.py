@@ -190,9 +190,13 @@ def register(server: grpc.Server, servicer: Any) -> None:
             )
         else:  # no such method in the service today
             raise TypeError(f"{method.name}: half-streaming RPCs are not served")
+    # Registered as well as generic, as the generated code does: grpc's core
+    # then matches a registered method's path itself, where a generic handler
+    # is looked up in Python on every call.
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(service.full_name, handlers),)
     )
+    server.add_registered_method_handlers(service.full_name, handlers)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 from predictors.local_server import LocalServer, free_port, start_local_server
 
@@ -12,7 +13,7 @@ MODEL_STORE = REPO / "model-store"
 MODELPLANE = str(Path(sys.executable).parent / "modelplane")
 
 Server = LocalServer
-__all__ = ["MODELPLANE", "MODEL_STORE", "REPO", "Server", "free_port", "start_server"]
+__all__ = ["MODELPLANE", "MODEL_STORE", "REPO", "Server", "free_port", "save_onnx", "start_server"]
 
 
 def start_server(
@@ -36,3 +37,14 @@ def start_server(
         cafile=cafile,
         user=user,
     )
+
+
+def save_onnx(graph: Any, path: Path) -> Path:
+    """Save an onnx GraphProto as a model of opset 17 and IR version 8, as the tests' models are."""
+    import onnx
+    from onnx import helper
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path

@@ -218,13 +218,12 @@ def base_image(docker: Docker) -> str:
     return BASE_IMAGE
 
 
-@pytest.fixture(scope="session")
-def cpu_image(docker: Docker, base_image: str) -> str:
-    """The CPU image, built as a user would with scripts/build-images, offline."""
+def build_image(docker: Docker, kind: str, base_image: str, timeout: int) -> None:
+    """Build the `kind` image ("cpu" or "gpu") offline with scripts/build-images, as users do."""
     t0 = time.monotonic()
     built = docker.script(
         REPO / "scripts/build-images",
-        "--cpu",
+        f"--{kind}",
         "--offline",
         "--base-image",
         base_image,
@@ -232,10 +231,16 @@ def cpu_image(docker: Docker, base_image: str) -> str:
         "none",
         "--tag",
         TAG,
-        timeout=1500,
+        timeout=timeout,
     )
-    docker.timings["cpu image build"] = time.monotonic() - t0
-    prune_stale_builds(docker, built.stdout, "cpu")
+    docker.timings[f"{kind} image build"] = time.monotonic() - t0
+    prune_stale_builds(docker, built.stdout, kind)
+
+
+@pytest.fixture(scope="session")
+def cpu_image(docker: Docker, base_image: str) -> str:
+    """The CPU image."""
+    build_image(docker, "cpu", base_image, timeout=1500)
     return f"{IMAGE}:{TAG}"
 
 
@@ -260,20 +265,6 @@ def baked_image(docker: Docker, cpu_image: str, base_image: str) -> str:
 
 @pytest.fixture(scope="session")
 def gpu_image(docker: Docker, base_image: str) -> str:
-    """The GPU image, built offline on the CPU image's base, as a user would."""
-    t0 = time.monotonic()
-    built = docker.script(
-        REPO / "scripts/build-images",
-        "--gpu",
-        "--offline",
-        "--base-image",
-        base_image,
-        "--network",
-        "none",
-        "--tag",
-        TAG,
-        timeout=3600,
-    )
-    docker.timings["gpu image build"] = time.monotonic() - t0
-    prune_stale_builds(docker, built.stdout, "gpu")
+    """The GPU image, on the CPU image's base."""
+    build_image(docker, "gpu", base_image, timeout=3600)
     return f"{GPU_IMAGE}:{TAG}"

@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+from tests.support import save_onnx
 
 WIDTH = 256
 
@@ -45,7 +46,4 @@ def slow_onnx(path: Path, trips: int) -> Path:
             numpy_helper.from_array(np.array(True), "cond"),
         ],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, path)
-    return path
+    return save_onnx(graph, path)

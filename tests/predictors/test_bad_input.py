@@ -8,7 +8,6 @@ from pathlib import Path
 import grpc
 import httpx
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper
 
@@ -18,7 +17,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from predictors.cli import main as modelplane
-from tests.support import MODEL_STORE, Server, start_server
+from tests.support import MODEL_STORE, Server, save_onnx, start_server
 
 GOOD_WINE = [13.2, 1.78, 2.14, 11.2, 100, 2.65, 2.76, 0.26, 1.28, 4.38, 1.05, 3.4, 1050]
 
@@ -31,10 +30,7 @@ def adder_onnx(path: Path) -> Path:
     graph = helper.make_graph(
         [helper.make_node("Add", ["x", "y"], ["sum"])], "adder", [x, y], [out]
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, path)
-    return path
+    return save_onnx(graph, path)
 
 
 @pytest.fixture(scope="module")

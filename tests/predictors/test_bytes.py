@@ -17,7 +17,6 @@ from pathlib import Path
 import grpc
 import httpx
 import numpy as np
-import onnx
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
@@ -25,7 +24,7 @@ from onnx import TensorProto, helper
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from tests.support import MODELPLANE, Server, start_server
+from tests.support import MODELPLANE, Server, save_onnx, start_server
 
 WORDS = np.array([[b"hello", b"a\x00b"], [b"\x00\x00", "na\u00efve".encode()]], dtype=object)
 
@@ -44,10 +43,7 @@ def string_model(path: Path) -> Path:
         [text],
         [same, shape],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, path)
-    return path
+    return save_onnx(graph, path)
 
 
 @pytest.fixture(scope="module")

@@ -16,13 +16,12 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import onnx
 import pytest
 import tritonclient.grpc as grpcclient
 from onnx import TensorProto, helper, numpy_helper
 
 from predictors.cli import main as modelplane
-from tests.support import MODEL_STORE, Server, start_server
+from tests.support import MODEL_STORE, Server, save_onnx, start_server
 
 
 def gather_onnx(path: Path) -> Path:
@@ -35,10 +34,7 @@ def gather_onnx(path: Path) -> Path:
         [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", 2])],
         [table],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, path)
-    return path
+    return save_onnx(graph, path)
 
 
 @pytest.fixture(scope="module")

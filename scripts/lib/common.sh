@@ -21,9 +21,11 @@ KIND_CLUSTER_NAME="${KIND_CLUSTER_NAME:-modelplane}"
 MODELPLANE_NAMESPACE="${MODELPLANE_NAMESPACE:-modelplane}"
 MODELPLANE_RELEASE="${MODELPLANE_RELEASE:-modelplane}"
 MONITORING_NAMESPACE="${MONITORING_NAMESPACE:-monitoring}"
-# The chart's defaults (charts/modelplane/values.yaml image.cpu/gpu.repository).
+# The chart's defaults (charts/modelplane/values.yaml image.cpu/gpu.repository,
+# retraining.image.repository).
 CPU_IMAGE="${CPU_IMAGE:-modelplane/predictor}"
 GPU_IMAGE="${GPU_IMAGE:-modelplane/predictor-gpu}"
+TRAINER_IMAGE="${TRAINER_IMAGE:-modelplane/trainer}"
 
 # --- Logging ----------------------------------------------------------------
 # Messages go to stderr; stdout carries only the commands a dry run prints, so

@@ -2,6 +2,7 @@
 
     python3 scripts/lib/requirements.py [--pyproject FILE]          CPU wheelhouse requirements
     python3 scripts/lib/requirements.py --gpu [--pyproject FILE]    GPU wheelhouse requirements
+    python3 scripts/lib/requirements.py --extras mlflow [...]       CPU, plus extras (the trainer image)
     python3 scripts/lib/requirements.py --torch-version             the pin, e.g. 2.13.0
 
 pyproject.toml's exact `torch==X` dependency is the only place the torch
@@ -49,7 +50,9 @@ def project_name(requirement: str) -> str:
     return re.sub(r"[-_.]+", "-", match.group(1)).lower()
 
 
-def wheelhouse_requirements(pyproject: dict, gpu: bool = False) -> list[str]:
+def wheelhouse_requirements(
+    pyproject: dict, gpu: bool = False, extras: tuple[str, ...] = ()
+) -> list[str]:
     deps: list[str] = list(pyproject["project"].get("dependencies", []))
     build: list[str] = list(pyproject.get("build-system", {}).get("requires", []))
     version = torch_version(deps)
@@ -66,6 +69,11 @@ def wheelhouse_requirements(pyproject: dict, gpu: bool = False) -> list[str]:
         if not any(project_name(r) == "onnxruntime-gpu" for r in extra):
             raise SystemExit("pyproject.toml's `gpu` extra must name onnxruntime-gpu")
         out.extend(extra)
+    optional = pyproject["project"].get("optional-dependencies", {})
+    for name in extras:
+        if name not in optional:
+            raise SystemExit(f"pyproject.toml has no extra {name!r} (it has {', '.join(optional)})")
+        out.extend(optional[name])
     return out
 
 
@@ -76,13 +84,17 @@ def main(argv: list[str] | None = None) -> int:
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--torch-version", action="store_true", help="print the torch pin only")
     what.add_argument("--gpu", action="store_true", help="requirements of the GPU image")
+    parser.add_argument(
+        "--extras", default="", help="comma-separated extras of the project to add (CPU image)"
+    )
     args = parser.parse_args(argv)
     pyproject = args.pyproject or Path(__file__).resolve().parents[2] / "pyproject.toml"
     data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
     if args.torch_version:
         print(torch_version(list(data["project"].get("dependencies", []))))
     else:
-        print("\n".join(wheelhouse_requirements(data, gpu=args.gpu)))
+        extras = tuple(e for e in args.extras.split(",") if e)
+        print("\n".join(wheelhouse_requirements(data, gpu=args.gpu, extras=extras)))
     return 0
 
 

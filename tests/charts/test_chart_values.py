@@ -7,7 +7,7 @@ from typing import Any
 
 import helm_python as helm
 import pytest
-from chart_support import install_dry_run
+from chart_support import install_dry_run, parse, render
 
 MODEL = {"name": "digits-onnx", "format": "onnx", "storageUri": "pvc://store/digits-onnx/1"}
 
@@ -150,6 +150,17 @@ CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
         {"retraining": {"enabled": True}},
         ["retraining.trackingUri: the MLflow tracking server"],
     ),
+    # The predictor images have no MLflow: the job would fail at every run.
+    "retraining on no image": (
+        {
+            "retraining": {
+                "enabled": True,
+                "trackingUri": "http://m:5000",
+                "image": {"repository": ""},
+            }
+        },
+        ["retraining.image.repository: an image with modelplane's mlflow extra", "--trainer"],
+    ),
 }
 
 
@@ -168,3 +179,12 @@ def test_the_good_model_renders() -> None:
     # caused by that key.
     manifest = install_dry_run({"models": [model()]})["manifest"]
     assert "name: digits-onnx" in str(manifest)
+
+
+def test_the_retraining_job_runs_the_trainer_image_by_default() -> None:
+    """The image scripts/build-images --trainer tags, at the chart's appVersion."""
+    stream = render({"retraining": {"enabled": True, "trackingUri": "http://m:5000"}})
+    (job,) = [m for m in parse(stream) if m["kind"] == "CronJob"]
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    images = {c["image"] for c in pod.get("initContainers", []) + pod["containers"]}
+    assert images == {"modelplane/trainer:0.1.0"}

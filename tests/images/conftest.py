@@ -28,6 +28,7 @@ DOCKER_SH = REPO / "scripts/test-setup/docker.sh"
 BASE_IMAGE = "localhost/modelplane-base:bookworm-python3"
 IMAGE = "modelplane/predictor"
 GPU_IMAGE = "modelplane/predictor-gpu"
+TRAINER_IMAGE = "modelplane/trainer"
 TAG = "imagetest"
 BAKED_TAG = "imagetest-baked"
 # The images' user and group (the chart's runAsUser/runAsGroup/fsGroup).
@@ -150,6 +151,14 @@ def wait_http_ready(docker: Docker, name: str, port: int, timeout: float = 180) 
     raise AssertionError(f"container {name} not ready:\n{logs.stdout[-3000:]}{logs.stderr[-3000:]}")
 
 
+#: the image title (docker/Dockerfile*, scripts/build-images) of each kind
+TITLES = {
+    "cpu": "modelplane predictor (CPU)",
+    "gpu": "modelplane predictor (GPU)",
+    "trainer": "modelplane trainer (CPU)",
+}
+
+
 def prune_stale_builds(docker: Docker, build_output: str, kind: str) -> None:
     """Removes the untagged images that earlier builds of `kind` left behind (a
     GPU rebuild leaves 12 GB): their builder stages and the images the tag moved
@@ -158,7 +167,7 @@ def prune_stale_builds(docker: Docker, build_output: str, kind: str) -> None:
     labels = [
         f"io.modelplane.stage={kind}-builder",
         f"io.modelplane.stage={kind}-models",
-        f"org.opencontainers.image.title=modelplane predictor ({kind.upper()})",
+        f"org.opencontainers.image.title={TITLES[kind]}",
     ]
     stale = []
     for label in labels:
@@ -242,6 +251,13 @@ def cpu_image(docker: Docker, base_image: str) -> str:
     """The CPU image."""
     build_image(docker, "cpu", base_image, timeout=1500)
     return f"{IMAGE}:{TAG}"
+
+
+@pytest.fixture(scope="session")
+def trainer_image(docker: Docker, base_image: str) -> str:
+    """The trainer image: the CPU image with the mlflow extra (the retraining CronJob's)."""
+    build_image(docker, "trainer", base_image, timeout=1500)
+    return f"{TRAINER_IMAGE}:{TAG}"
 
 
 @pytest.fixture(scope="session")

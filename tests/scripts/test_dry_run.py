@@ -213,6 +213,43 @@ def test_build_images_gpu_plan_and_offline_refusal(tmp_path: Path) -> None:
     assert "WHEELHOUSE=.work/images/wheelhouse-gpu" in offline.stdout
 
 
+def test_build_images_trainer_plan(tmp_path: Path) -> None:
+    """The trainer: the CPU Dockerfile with the mlflow extra, its wheels in the CPU
+    wheelhouse, labelled apart (tests/images prunes each kind's stale builds)."""
+    res = run_script(
+        "scripts/build-images", "--dry-run", "--trainer", "--offline", "--tag", "t1",
+        tmp=tmp_path, env=PY,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    build = res.find(
+        "docker", "build", "-f", str(REPO / "docker/Dockerfile"), "-t", "modelplane/trainer:t1"
+    )
+    for arg in ("EXTRAS=mlflow", "IMAGE_KIND=trainer", "PIP_OFFLINE=1"):
+        assert build[build.index(arg) - 1] == "--build-arg", arg
+    assert "modelplane/predictor" not in res.stdout
+    every = run_script("scripts/build-images", "--dry-run", "--all", tmp=tmp_path, env=PY)
+    assert every.stdout.count("docker build") == 3, "--all: CPU, GPU and trainer"
+    wheels = res.find("-m", "pip", "wheel")
+    assert ".work/images/wheelhouse" in " ".join(wheels)
+    assert "requirements.py --extras mlflow" in res.stdout
+
+
+def test_wheelhouse_requirements_with_an_extra() -> None:
+    import subprocess
+
+    def requirements(*args: str) -> subprocess.CompletedProcess[str]:
+        script = str(REPO / "scripts/lib/requirements.py")
+        return subprocess.run(
+            [sys.executable, script, *args], capture_output=True, text=True, check=False
+        )
+
+    out = requirements("--extras", "mlflow").stdout.splitlines()
+    assert f"torch=={pinned_torch()}+cpu" in out
+    assert any(r.startswith("mlflow-skinny") for r in out)
+    refused = requirements("--extras", "nope")
+    assert refused.returncode != 0 and "no extra 'nope'" in refused.stderr
+
+
 def test_wheelhouse_requirements_pin_the_cpu_torch() -> None:
     import subprocess
 
@@ -232,6 +269,7 @@ def test_load_images_plan(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     res.find("kind", "load", "docker-image", "modelplane/predictor:t2", "--name", "mp-test-nowhere")
     res.find("kind", "load", "docker-image", "modelplane/predictor-gpu:t2")
+    res.find("kind", "load", "docker-image", "modelplane/trainer:t2")
 
 
 def test_deploy_plan_loads_the_store_then_installs_and_waits(tmp_path: Path) -> None:

@@ -21,6 +21,10 @@ differ.
       value: "1"
     - name: MLFLOW_DISABLE_TELEMETRY
       value: "true"
+    # MLflow looks for git to record the source version; the image has none,
+    # and GitPython would print a page of advice on every step.
+    - name: GIT_PYTHON_REFRESH
+      value: quiet
     {{- with $r.env }}
     {{- toYaml . | nindent 4 }}
     {{- end }}

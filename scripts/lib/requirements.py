@@ -2,7 +2,7 @@
 
     python3 scripts/lib/requirements.py [--pyproject FILE]          CPU wheelhouse requirements
     python3 scripts/lib/requirements.py --gpu [--pyproject FILE]    GPU wheelhouse requirements
-    python3 scripts/lib/requirements.py --extras mlflow [...]       CPU, plus extras (the trainer image)
+    python3 scripts/lib/requirements.py --extras mlflow             CPU, plus extras (trainer image)
     python3 scripts/lib/requirements.py --torch-version             the pin, e.g. 2.13.0
 
 pyproject.toml's exact `torch==X` dependency is the only place the torch
